@@ -1,0 +1,74 @@
+// The fastact ops as C++ functions that go through the dispatcher, for the
+// autograd kernels: called under AutoDispatchBelowADInplaceOrView they reach
+// the backend kernel; called plainly (double backward) they are recorded.
+#pragma once
+#include <ATen/core/dispatch/Dispatcher.h>
+#include <torch/autograd.h>
+#include <torch/csrc/autograd/variable.h>
+
+namespace fastact::autograd {
+
+template <typename Signature>
+c10::TypedOperatorHandle<Signature> lookup(const char* name) {
+  return c10::Dispatcher::singleton().findSchemaOrThrow(name, "").template typed<Signature>();
+}
+
+namespace ops {
+// Each handle is looked up once, on first use.
+inline at::Tensor relu(const at::Tensor& x) {
+  static const auto op = lookup<at::Tensor(const at::Tensor&)>("fastact::relu");
+  return op.call(x);
+}
+inline void relu_(at::Tensor& x) {
+  static const auto op = lookup<void(at::Tensor&)>("fastact::relu_");
+  op.call(x);
+}
+inline at::Tensor relu_backward(const at::Tensor& g, const at::Tensor& result) {
+  static const auto op = lookup<at::Tensor(const at::Tensor&, const at::Tensor&)>("fastact::relu_backward");
+  return op.call(g, result);
+}
+inline at::Tensor leaky_relu(const at::Tensor& x, double slope) {
+  static const auto op = lookup<at::Tensor(const at::Tensor&, double)>("fastact::leaky_relu");
+  return op.call(x, slope);
+}
+inline void leaky_relu_(at::Tensor& x, double slope) {
+  static const auto op = lookup<void(at::Tensor&, double)>("fastact::leaky_relu_");
+  op.call(x, slope);
+}
+inline at::Tensor leaky_relu_backward(const at::Tensor& g, const at::Tensor& s, double slope) {
+  static const auto op = lookup<at::Tensor(const at::Tensor&, const at::Tensor&, double)>(
+      "fastact::leaky_relu_backward");
+  return op.call(g, s, slope);
+}
+using SoftmaxSig = at::Tensor(const at::Tensor&, int64_t);
+using SoftmaxBackwardSig = at::Tensor(const at::Tensor&, const at::Tensor&, int64_t);
+inline at::Tensor softmax(const at::Tensor& x, int64_t dim) {
+  static const auto op = lookup<SoftmaxSig>("fastact::softmax");
+  return op.call(x, dim);
+}
+inline at::Tensor log_softmax(const at::Tensor& x, int64_t dim) {
+  static const auto op = lookup<SoftmaxSig>("fastact::log_softmax");
+  return op.call(x, dim);
+}
+inline at::Tensor softmax_backward(const at::Tensor& g, const at::Tensor& y, int64_t dim) {
+  static const auto op = lookup<SoftmaxBackwardSig>("fastact::softmax_backward");
+  return op.call(g, y, dim);
+}
+inline at::Tensor log_softmax_backward(const at::Tensor& g, const at::Tensor& y, int64_t dim) {
+  static const auto op = lookup<SoftmaxBackwardSig>("fastact::log_softmax_backward");
+  return op.call(g, y, dim);
+}
+}  // namespace ops
+
+// True when the call must be recorded for autograd.
+inline bool needs_grad(const at::Tensor& t) {
+  return at::GradMode::is_enabled() && t.requires_grad();
+}
+
+// The check torch's in-place ops make before rebasing a tensor's history.
+inline void check_inplace(const at::Tensor& self) {
+  TORCH_CHECK(!(self.is_leaf() && self.requires_grad()),
+              "a leaf Variable that requires grad is being used in an in-place operation.");
+}
+
+}  // namespace fastact::autograd

@@ -1,0 +1,108 @@
+// Large outputs on transparent huge pages, for fastact's own tensors only.
+//
+// By default glibc serves every large allocation with a fresh mmap, so each
+// new 64 MiB output takes 16384 page faults on first touch: for a relu over
+// 4096x4096 floats that is most of the time torch spends. torch's
+// THP_MEM_ALLOC_ENABLE fixes this for the whole process; fastact does it for
+// the tensors it allocates, leaving everyone else's allocations alone. A
+// 2 MiB-aligned mapping advised MADV_HUGEPAGE faults once per 2 MiB instead of
+// once per 4 KiB (Linux with THP in "madvise" or "always" mode; elsewhere the
+// advice is a no-op and this is a plain mmap).
+#include "cpu/output_allocator.h"
+
+#include <ATen/EmptyTensor.h>
+#include <ATen/ops/empty_like.h>
+#include <c10/core/CPUAllocator.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <new>
+
+#if defined(__linux__)
+#include <sys/mman.h>
+#define FASTACT_HAS_MMAP 1
+#endif
+
+namespace fastact::cpu {
+namespace {
+
+constexpr size_t kHugePage = size_t(2) << 20;
+
+size_t round_up(size_t n, size_t to) { return (n + to - 1) / to * to; }
+
+// FASTACT_HUGE_PAGES=0 turns the huge-page outputs off (for comparisons).
+bool huge_pages_enabled() {
+  static const bool enabled = [] {
+    const char* env = std::getenv("FASTACT_HUGE_PAGES");
+    return !(env && std::strcmp(env, "0") == 0);
+  }();
+  return enabled;
+}
+
+#if FASTACT_HAS_MMAP
+struct Mapping {
+  void* base;
+  size_t length;
+};
+
+void unmap(void* ctx) {
+  auto* m = static_cast<Mapping*>(ctx);
+  munmap(m->base, m->length);
+  delete m;
+}
+
+class HugePageAllocator final : public c10::Allocator {
+ public:
+  c10::DataPtr allocate(size_t nbytes) override {
+    if (nbytes < kHugePage || !huge_pages_enabled()) {
+      return c10::GetDefaultCPUAllocator()->allocate(nbytes);
+    }
+    const size_t length = round_up(nbytes, kHugePage);
+    // Over-map by one huge page, then trim to a 2 MiB-aligned window: THP
+    // backs only aligned 2 MiB ranges.
+    void* raw = mmap(nullptr, length + kHugePage, PROT_READ | PROT_WRITE,
+                     MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (raw == MAP_FAILED) {
+      return c10::GetDefaultCPUAllocator()->allocate(nbytes);
+    }
+    auto start = reinterpret_cast<uintptr_t>(raw);
+    const uintptr_t aligned = round_up(start, kHugePage);
+    if (aligned > start) munmap(raw, aligned - start);
+    const size_t tail = (start + length + kHugePage) - (aligned + length);
+    if (tail > 0) munmap(reinterpret_cast<void*>(aligned + length), tail);
+    void* data = reinterpret_cast<void*>(aligned);
+    madvise(data, length, MADV_HUGEPAGE);
+    return {data, new Mapping{data, length}, &unmap, c10::Device(c10::DeviceType::CPU)};
+  }
+
+  void copy_data(void* dest, const void* src, std::size_t count) const override {
+    default_copy_data(dest, src, count);
+  }
+};
+
+c10::Allocator* output_allocator() {
+  static HugePageAllocator allocator;
+  return &allocator;
+}
+#else
+c10::Allocator* output_allocator() { return c10::GetDefaultCPUAllocator(); }
+#endif
+
+}  // namespace
+
+int64_t huge_page_threshold_bytes() { return static_cast<int64_t>(kHugePage); }
+
+at::Tensor empty_output_like(const at::Tensor& like) {
+  if (!like.is_non_overlapping_and_dense()) return at::empty_like(like);
+  return at::detail::empty_strided_generic(like.sizes(), like.strides(), output_allocator(),
+                                           c10::DispatchKeySet(c10::DispatchKey::CPU),
+                                           like.scalar_type());
+}
+
+at::Tensor empty_output(at::IntArrayRef sizes, const at::TensorOptions& options) {
+  return at::detail::empty_generic(sizes, output_allocator(),
+                                   c10::DispatchKeySet(c10::DispatchKey::CPU),
+                                   options.dtype().toScalarType(), c10::MemoryFormat::Contiguous);
+}
+
+}  // namespace fastact::cpu

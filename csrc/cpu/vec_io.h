@@ -1,0 +1,175 @@
+// Vector loads and stores shared by the CPU kernels: every dtype is read into
+// vectors of its accumulation type (fp32 for half/bfloat16) and written back,
+// so each kernel's math is written once for all dtypes.
+#pragma once
+
+// at::vec picks its specialisation from CPU_CAPABILITY_*; ATen sets those per
+// translation unit. The extension is compiled for the machine that builds it
+// (setup.py: -march=native unless FASTACT_MARCH says otherwise), so derive the
+// capability from what the compiler targets. Must precede any ATen vec header.
+#if !defined(CPU_CAPABILITY)
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__) && \
+    defined(__AVX512DQ__) && defined(__FMA__)
+#define CPU_CAPABILITY_AVX512 1
+#define CPU_CAPABILITY AVX512
+#elif defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
+#define CPU_CAPABILITY_AVX2 1
+#define CPU_CAPABILITY AVX2
+#else
+#define CPU_CAPABILITY DEFAULT
+#endif
+#endif
+
+#include <ATen/Parallel.h>
+#include <ATen/OpMathType.h>
+#include <ATen/cpu/vec/functional.h>
+#include <ATen/cpu/vec/vec.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <type_traits>
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
+
+namespace fastact::cpu {
+
+using at::vec::Vectorized;
+
+// What the arithmetic runs in: fp32 for half and bfloat16, the type itself
+// otherwise (torch's opmath_type).
+template <typename T>
+using acc_t = at::opmath_type<T>;
+
+// Below this many elements a kernel runs on the calling thread: waking the
+// OpenMP pool costs more than the work (ATen's grain size for the same reason).
+constexpr int64_t kSerialGrain = 32768;
+
+// Outputs at least this large are written with non-temporal stores: they
+// cannot stay in the last-level cache anyway, and streaming them skips the
+// read-for-ownership that a normal store of a cold line costs.
+constexpr int64_t kStreamingStoreBytes = 24 << 20;
+
+inline bool use_streaming_stores(int64_t bytes) {
+  return bytes >= kStreamingStoreBytes;
+}
+
+template <typename T>
+struct VecIO {
+  using Acc = acc_t<T>;
+  using Vec = Vectorized<Acc>;
+  static constexpr int64_t kStep = Vec::size();
+  static constexpr bool kReduced = !std::is_same_v<Acc, T>;
+
+  static Vec load(const T* p) {
+    if constexpr (kReduced) {
+      Vec out;
+      at::vec::load_to_float<T>(p, out);
+      return out;
+    } else {
+      return Vec::loadu(p);
+    }
+  }
+  // Lanes at and past `count` are zero.
+  static Vec load(const T* p, int64_t count) {
+    if (count == kStep) return load(p);
+    if constexpr (kReduced) {
+      auto [lo, hi] = at::vec::convert_to_float<T>(Vectorized<T>::loadu(p, count));
+      (void)hi;
+      return lo;
+    } else {
+      return Vec::loadu(p, count);
+    }
+  }
+  static void store(T* p, const Vec& v, int64_t count = kStep) {
+    if constexpr (kReduced) {
+      at::vec::convert_from_float<T>(v, v).store(p, count);
+    } else {
+      v.store(p, count);
+    }
+  }
+  // Non-temporal store of a full vector; `p` must be aligned to its width.
+  static void stream(T* p, const Vec& v) {
+#if defined(CPU_CAPABILITY_AVX512)
+    if constexpr (kReduced) {
+      // The low half of the packed vector holds the kStep converted values.
+      __m512i packed = at::vec::convert_from_float<T>(v, v);
+      _mm256_stream_si256(reinterpret_cast<__m256i*>(p), _mm512_castsi512_si256(packed));
+    } else if constexpr (std::is_same_v<T, float>) {
+      _mm512_stream_ps(p, v);
+    } else if constexpr (std::is_same_v<T, double>) {
+      _mm512_stream_pd(p, v);
+    } else {
+      _mm512_stream_si512(reinterpret_cast<__m512i*>(p), v);
+    }
+#elif defined(CPU_CAPABILITY_AVX2)
+    if constexpr (kReduced) {
+      __m256i packed = at::vec::convert_from_float<T>(v, v);
+      _mm_stream_si128(reinterpret_cast<__m128i*>(p), _mm256_castsi256_si128(packed));
+    } else if constexpr (std::is_same_v<T, float>) {
+      _mm256_stream_ps(p, v);
+    } else if constexpr (std::is_same_v<T, double>) {
+      _mm256_stream_pd(p, v);
+    } else {
+      _mm256_stream_si256(reinterpret_cast<__m256i*>(p), v);
+    }
+#else
+    store(p, v);
+#endif
+  }
+  static bool stream_aligned(const T* p) {
+    return reinterpret_cast<uintptr_t>(p) % (kStep * sizeof(T)) == 0;
+  }
+};
+
+inline void streaming_store_fence() {
+#if defined(__x86_64__)
+  _mm_sfence();
+#endif
+}
+
+// out[i : i + kStep] = body(i, count) for i = 0, kStep, ... < n, where count
+// is kStep except for the tail. Streams when asked and `out` is aligned.
+template <typename T, typename Body>
+inline void map_vectors(T* out, int64_t n, bool stream, const Body& body) {
+  using IO = VecIO<T>;
+  int64_t i = 0;
+  if (stream && IO::stream_aligned(out)) {
+    for (; i + IO::kStep <= n; i += IO::kStep) IO::stream(out + i, body(i, IO::kStep));
+  } else {
+    for (; i + IO::kStep <= n; i += IO::kStep) IO::store(out + i, body(i, IO::kStep));
+  }
+  if (i < n) IO::store(out + i, body(i, n - i), n - i);
+}
+
+// Runs f(begin, end) over [0, n) in chunks whose bounds are multiples of the
+// vector width (so streaming stores into an aligned output stay aligned),
+// on the calling thread when n is small.
+template <typename T, typename F>
+inline void parallel_for_vectors(int64_t n, const F& f) {
+  constexpr int64_t kStep = VecIO<T>::kStep;
+  if (n <= kSerialGrain || at::get_num_threads() == 1 || at::in_parallel_region()) {
+    f(int64_t(0), n);
+    return;
+  }
+  const int64_t blocks = (n + kStep - 1) / kStep;
+  at::parallel_for(0, blocks, kSerialGrain / kStep, [&](int64_t b, int64_t e) {
+    f(b * kStep, std::min(e * kStep, n));
+  });
+}
+
+// Runs f(begin, end) over `rows` rows of `row_elems` elements each, serially
+// when the whole job is small.
+template <typename F>
+inline void parallel_for_rows(int64_t rows, int64_t row_elems, const F& f) {
+  if (rows * row_elems <= kSerialGrain || rows == 1 || at::get_num_threads() == 1 ||
+      at::in_parallel_region()) {
+    f(int64_t(0), rows);
+    return;
+  }
+  const int64_t grain = std::max<int64_t>(1, kSerialGrain / std::max<int64_t>(row_elems, 1));
+  at::parallel_for(0, rows, grain, f);
+}
+
+}  // namespace fastact::cpu

@@ -1,0 +1,71 @@
+// The schema of every fastact op, declared once. Backends add kernels with
+// TORCH_LIBRARY_IMPL in their own folders (cpu/, autograd/, later cuda/).
+//
+// Conventions (those of pytorch/extension-cpp):
+//  - a mutated argument is marked Tensor(a!) and not also returned, so
+//    torch.compile can functionalize the in-place forms;
+//  - backward ops take what the forward saved: the *output* wherever the
+//    derivative can be written in terms of it, so autograd keeps no input alive.
+#include <Python.h>
+#include <torch/library.h>
+
+#include <string>
+
+#include "cpu/output_allocator.h"
+#include "cpu/vec_io.h"
+
+extern "C" {
+// `import fastact._C` loads this shared library, whose static initializers
+// register the ops below; the module itself exports nothing.
+PyObject* PyInit__C(void) {
+  static struct PyModuleDef module_def = {
+      PyModuleDef_HEAD_INIT, "_C", nullptr, -1, nullptr};
+  return PyModule_Create(&module_def);
+}
+}
+
+namespace {
+// What the compiled kernels were built for, for `python -m fastact info`.
+std::string build_info() {
+#define FASTACT_STR2(x) #x
+#define FASTACT_STR(x) FASTACT_STR2(x)
+  return std::string("cpu_capability=") + FASTACT_STR(CPU_CAPABILITY) +
+         " huge_page_threshold_bytes=" + std::to_string(fastact::cpu::huge_page_threshold_bytes()) +
+         " streaming_store_bytes=" + std::to_string(fastact::cpu::kStreamingStoreBytes) +
+#if defined(FASTACT_WITH_CUDA)
+         " cuda=1";
+#else
+         " cuda=0";
+#endif
+#undef FASTACT_STR
+#undef FASTACT_STR2
+}
+}  // namespace
+
+TORCH_LIBRARY(fastact, m) {
+  m.def("_build_info() -> str", &build_info);
+
+  // relu(x) = max(x, 0); backward from the output: grad * (out > 0).
+  m.def("relu(Tensor self) -> Tensor");
+  m.def("relu_(Tensor(a!) self) -> ()");
+  m.def("relu_backward(Tensor grad_output, Tensor result) -> Tensor");
+
+  // leaky_relu(x) = x > 0 ? x : slope * x. For slope >= 0 the output has the
+  // sign of the input, so backward needs only the output; a negative slope
+  // flips it and the input itself is passed back instead.
+  m.def("leaky_relu(Tensor self, float negative_slope=0.01) -> Tensor");
+  m.def("leaky_relu_(Tensor(a!) self, float negative_slope=0.01) -> ()");
+  m.def(
+      "leaky_relu_backward(Tensor grad_output, Tensor self_or_result, "
+      "float negative_slope) -> Tensor");
+
+  // softmax(x)_i = exp(x_i - max x) / sum_j exp(x_j - max x) along `dim`.
+  m.def("softmax(Tensor self, int dim) -> Tensor");
+  m.def(
+      "softmax_backward(Tensor grad_output, Tensor output, int dim) -> Tensor");
+
+  // log_softmax(x)_i = x_i - max x - log sum_j exp(x_j - max x).
+  m.def("log_softmax(Tensor self, int dim) -> Tensor");
+  m.def(
+      "log_softmax_backward(Tensor grad_output, Tensor output, int dim) -> Tensor");
+}

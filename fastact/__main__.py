@@ -1,0 +1,33 @@
+"""python -m fastact info: which backend runs, on what, built how."""
+import argparse
+import os
+
+import torch
+
+
+def _info(args) -> int:
+    import fastact
+
+    print(fastact.backend())
+    print(f"fastact {fastact.__version__}, torch {torch.__version__}, "
+          f"torch CPU capability {torch.backends.cpu.get_cpu_capability()}, "
+          f"{torch.get_num_threads()} threads")
+    thp = "/sys/kernel/mm/transparent_hugepage/enabled"
+    if os.path.exists(thp):
+        with open(thp) as f:
+            print(f"transparent huge pages: {f.read().strip()} "
+                  f"(THP_MEM_ALLOC_ENABLE={os.environ.get('THP_MEM_ALLOC_ENABLE', 'unset')}, "
+                  f"FASTACT_HUGE_PAGES={os.environ.get('FASTACT_HUGE_PAGES', 'unset')})")
+    return 0 if fastact.backend().name != "unavailable" else 1
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="fastact", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("info", help="which backend runs the ops and why").set_defaults(func=_info)
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

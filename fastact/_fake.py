@@ -1,0 +1,66 @@
+"""Shape-only (fake) kernels, so torch.compile and torch.export trace the
+fastact ops without running them. Each mirrors the layout its CPU kernel
+returns: elementwise ops keep the layout torch.empty_like gives, softmax and
+its backward return contiguous tensors."""
+import torch
+
+from fastact._loader import has_ops
+
+
+def _floating(name, x):
+    if not x.dtype.is_floating_point:
+        raise RuntimeError(f"{name}: expected a floating point input, got {x.dtype}")
+
+
+def _check_dim(x, dim):
+    lo, hi = -max(x.dim(), 1), max(x.dim(), 1) - 1
+    if not lo <= dim <= hi:
+        raise IndexError(f"Dimension out of range (expected to be in range of [{lo}, {hi}], but got {dim})")
+
+
+def register():
+    if not has_ops():
+        return
+    lib = "fastact::"
+
+    @torch.library.register_fake(lib + "relu")
+    def _(x):
+        return torch.empty_like(x)
+
+    @torch.library.register_fake(lib + "relu_")
+    def _(x):
+        return None
+
+    @torch.library.register_fake(lib + "relu_backward")
+    def _(grad, result):
+        return torch.empty_like(result)
+
+    @torch.library.register_fake(lib + "leaky_relu")
+    def _(x, negative_slope=0.01):
+        _floating("leaky_relu", x)
+        return torch.empty_like(x)
+
+    @torch.library.register_fake(lib + "leaky_relu_")
+    def _(x, negative_slope=0.01):
+        _floating("leaky_relu_", x)
+        return None
+
+    @torch.library.register_fake(lib + "leaky_relu_backward")
+    def _(grad, self_or_result, negative_slope):
+        return torch.empty_like(self_or_result)
+
+    def softmax_like(name):
+        def fake(x, dim):
+            _check_dim(x, dim)
+            _floating(name, x)
+            return x.new_empty(x.shape)
+
+        def fake_backward(grad, output, dim):
+            _check_dim(output, dim)
+            return output.new_empty(output.shape)
+
+        torch.library.register_fake(lib + name, fake)
+        torch.library.register_fake(lib + name + "_backward", fake_backward)
+
+    softmax_like("softmax")
+    softmax_like("log_softmax")

@@ -1,0 +1,26 @@
+"""The one place that loads the compiled extension, fastact._C.
+
+Importing it registers the fastact ops with torch's dispatcher. A missing or
+broken build (no compiler at install time, a torch upgraded since) must not
+break `import fastact`: the failure is kept here and reported by
+fastact.backend() and by the ops themselves.
+"""
+import os
+
+import torch  # noqa: F401  (libtorch must be loaded before _C)
+
+_C = None
+load_error = None
+
+if os.environ.get("FASTACT_BACKEND", "auto").lower() not in ("auto", "cpp"):
+    load_error = RuntimeError(f"FASTACT_BACKEND={os.environ['FASTACT_BACKEND']} skips the C++ extension")
+else:
+    try:
+        from fastact import _C  # noqa: F811
+    except (ImportError, OSError) as e:  # OSError: an undefined symbol after a torch upgrade
+        load_error = e
+
+
+def has_ops() -> bool:
+    """True when fastact._C loaded and its ops are registered."""
+    return _C is not None

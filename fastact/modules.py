@@ -1,0 +1,40 @@
+"""nn.Module drop-ins. Each subclasses the torch module it replaces, so the
+constructor, attributes, repr, state_dict, pickling and isinstance checks are
+torch's own; only forward runs fastact."""
+from torch import Tensor, nn
+
+from fastact import functional as F
+
+__all__ = ["ReLU", "LeakyReLU", "Softmax", "LogSoftmax"]
+
+
+class ReLU(nn.ReLU):
+    __doc__ = nn.ReLU.__doc__
+
+    def forward(self, input: Tensor) -> Tensor:
+        return F.relu(input, inplace=self.inplace)
+
+
+class LeakyReLU(nn.LeakyReLU):
+    __doc__ = nn.LeakyReLU.__doc__
+
+    def forward(self, input: Tensor) -> Tensor:
+        return F.leaky_relu(input, self.negative_slope, self.inplace)
+
+
+class Softmax(nn.Softmax):
+    __doc__ = nn.Softmax.__doc__
+
+    def forward(self, input: Tensor) -> Tensor:
+        return F.softmax(input, self.dim, _stacklevel=5)
+
+
+class LogSoftmax(nn.LogSoftmax):
+    __doc__ = nn.LogSoftmax.__doc__
+
+    def forward(self, input: Tensor) -> Tensor:
+        return F.log_softmax(input, self.dim, _stacklevel=5)
+
+
+# torch module -> its fastact replacement; fastact.swap reads this.
+REPLACEMENTS = {nn.ReLU: ReLU, nn.LeakyReLU: LeakyReLU, nn.Softmax: Softmax, nn.LogSoftmax: LogSoftmax}
