@@ -44,6 +44,9 @@ std::string build_info() {
 
 TORCH_LIBRARY(fastact, m) {
   m.def("_build_info() -> str", &build_info);
+  // The CPU output cache (cpu/output_allocator.cpp): release it, measure it.
+  m.def("_empty_cache() -> ()", &fastact::cpu::empty_cache);
+  m.def("_cached_bytes() -> int", &fastact::cpu::cached_bytes);
 
   // relu(x) = max(x, 0); backward from the output: grad * (out > 0).
   m.def("relu(Tensor self) -> Tensor");

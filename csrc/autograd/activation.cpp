@@ -14,10 +14,13 @@
 namespace fastact::autograd {
 namespace {
 
-using torch::autograd::AutogradContext;
+using torch::autograd::SavedVariable;
 using torch::autograd::variable_list;
 
 struct ReluOp {
+  static constexpr const char* kName = "relu";
+  static constexpr const char* kNodeName = "FastactReluBackward";
+  static constexpr const char* kNodeNameBackward = "FastactReluBackwardBackward";
   static at::Tensor forward(const at::Tensor& x, double) { return ops::relu(x); }
   static void forward_(at::Tensor& x, double) { ops::relu_(x); }
   static at::Tensor backward(const at::Tensor& g, const at::Tensor& s, double) {
@@ -26,6 +29,9 @@ struct ReluOp {
 };
 
 struct LeakyReluOp {
+  static constexpr const char* kName = "leaky_relu";
+  static constexpr const char* kNodeName = "FastactLeakyReluBackward";
+  static constexpr const char* kNodeNameBackward = "FastactLeakyReluBackwardBackward";
   static at::Tensor forward(const at::Tensor& x, double slope) { return ops::leaky_relu(x, slope); }
   static void forward_(at::Tensor& x, double slope) { ops::leaky_relu_(x, slope); }
   static at::Tensor backward(const at::Tensor& g, const at::Tensor& s, double slope) {
@@ -36,119 +42,84 @@ struct LeakyReluOp {
 template <typename Op>
 at::Tensor activation_backward(const at::Tensor& grad, const at::Tensor& s, double slope);
 
-// Autograd nodes are named (grad_fn shows the type name); the logic is in
-// CRTP bases, and Nodes<Op> names each op's three nodes.
-template <typename Op>
-struct Nodes;
+// grad -> grad_input = Op::backward(grad, s). `Backward` selects the node of
+// the forward op (inputs: x) or of the backward op (inputs: grad, s).
+template <typename Op, bool kOfBackward>
+struct ActivationNode final : torch::autograd::Node {
+  SavedVariable s;
+  double slope = 0;
 
-template <typename Self, typename Op>
-struct ActivationBackwardNode : torch::autograd::Function<Self> {
-  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& grad, const at::Tensor& s,
-                            double slope) {
-    at::AutoDispatchBelowADInplaceOrView below;
-    ctx->save_for_backward({s});
-    ctx->saved_data["slope"] = slope;
-    return Op::backward(grad, s, slope);
-  }
-  static variable_list backward(AutogradContext* ctx, variable_list grads) {
-    const auto s = ctx->get_saved_variables()[0];
-    return {activation_backward<Op>(grads[0], s, ctx->saved_data["slope"].toDouble()), at::Tensor(), at::Tensor()};
-  }
-};
-
-template <typename Self, typename Op>
-struct ActivationNode : torch::autograd::Function<Self> {
-  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, double slope) {
-    at::AutoDispatchBelowADInplaceOrView below;
-    at::Tensor out = Op::forward(x, slope);
-    ctx->save_for_backward({slope >= 0 ? out : x});
-    ctx->saved_data["slope"] = slope;
-    return out;
-  }
-  static variable_list backward(AutogradContext* ctx, variable_list grads) {
-    const auto s = ctx->get_saved_variables()[0];
-    return {activation_backward<Op>(grads[0], s, ctx->saved_data["slope"].toDouble()), at::Tensor()};
-  }
-};
-
-template <typename Self, typename Op>
-struct ActivationInplaceNode : torch::autograd::Function<Self> {
-  static at::Tensor forward(AutogradContext* ctx, at::Tensor x, double slope) {
-    {
-      at::AutoDispatchBelowADInplaceOrView below;
-      Op::forward_(x, slope);
+  variable_list apply(variable_list&& grads) override {
+    variable_list out(kOfBackward ? 2 : 1);
+    if (grads[0].defined() && should_compute_output(0)) {
+      out[0] = activation_backward<Op>(grads[0], s.unpack(this->getptr()), slope);
     }
-    torch::autograd::impl::bump_version(x);
-    ctx->mark_dirty({x});
-    ctx->save_for_backward({x});  // now the output
-    ctx->saved_data["slope"] = slope;
-    return x;
+    return out;  // the derivative in s (of the backward op) is zero a.e.
   }
-  static variable_list backward(AutogradContext* ctx, variable_list grads) {
-    const auto s = ctx->get_saved_variables()[0];
-    return {activation_backward<Op>(grads[0], s, ctx->saved_data["slope"].toDouble()), at::Tensor()};
-  }
-};
-
-struct FastactReluBackward : ActivationNode<FastactReluBackward, ReluOp> {};
-struct FastactReluInplaceBackward : ActivationInplaceNode<FastactReluInplaceBackward, ReluOp> {};
-struct FastactReluBackwardBackward : ActivationBackwardNode<FastactReluBackwardBackward, ReluOp> {};
-struct FastactLeakyReluBackward : ActivationNode<FastactLeakyReluBackward, LeakyReluOp> {};
-struct FastactLeakyReluInplaceBackward
-    : ActivationInplaceNode<FastactLeakyReluInplaceBackward, LeakyReluOp> {};
-struct FastactLeakyReluBackwardBackward
-    : ActivationBackwardNode<FastactLeakyReluBackwardBackward, LeakyReluOp> {};
-
-template <>
-struct Nodes<ReluOp> {
-  using Forward = FastactReluBackward;
-  using Inplace = FastactReluInplaceBackward;
-  using Backward = FastactReluBackwardBackward;
-};
-template <>
-struct Nodes<LeakyReluOp> {
-  using Forward = FastactLeakyReluBackward;
-  using Inplace = FastactLeakyReluInplaceBackward;
-  using Backward = FastactLeakyReluBackwardBackward;
+  std::string name() const override { return kOfBackward ? Op::kNodeNameBackward : Op::kNodeName; }
+  void release_variables() override { s.reset_data(); }
 };
 
 template <typename Op>
 at::Tensor activation(const at::Tensor& x, double slope) {
-  if (!needs_grad(x)) {
+  check_no_forward_ad(Op::kName, x);
+  at::Tensor out;
+  {
     at::AutoDispatchBelowADInplaceOrView below;
-    return Op::forward(x, slope);
+    out = Op::forward(x, slope);
   }
-  return Nodes<Op>::Forward::apply(x, slope);
+  if (needs_grad(x)) {
+    auto node = make_node<ActivationNode<Op, false>>(x);
+    node->slope = slope;
+    torch::autograd::set_history(out, node);
+    node->s = slope >= 0 ? SavedVariable(out, /*is_output=*/true) : SavedVariable(x, false);
+  }
+  return out;
 }
 
 template <typename Op>
 void activation_(at::Tensor& x, double slope) {
-  if (!needs_grad(x)) {
-    {
-      at::AutoDispatchBelowADInplaceOrView below;
-      Op::forward_(x, slope);
-    }
-    torch::autograd::impl::bump_version(x);
-    return;
-  }
-  check_inplace(x);
+  check_no_forward_ad(Op::kName, x);
+  const bool grad = needs_grad(x);
+  torch::autograd::check_inplace(x, grad);
   // In place, the input is gone and a negative slope leaves the output's
   // sign useless for backward: refuse now rather than at backward (torch
   // refuses at backward, with the same advice).
-  TORCH_CHECK(slope >= 0,
+  TORCH_CHECK(!grad || slope >= 0,
               "In-place leakyReLu backward calculation is triggered with a negative slope which "
               "is not supported. This is caused by calling in-place forward function with a "
               "negative slope, please call out-of-place version instead.");
-  Nodes<Op>::Inplace::apply(x, slope);
+  c10::intrusive_ptr<ActivationNode<Op, false>> node;
+  if (grad) {
+    node = make_node<ActivationNode<Op, false>>(x);
+    node->slope = slope;
+  }
+  {
+    at::AutoDispatchBelowADInplaceOrView below;
+    Op::forward_(x, slope);
+  }
+  torch::autograd::increment_version(x);
+  if (grad) {
+    torch::autograd::rebase_history(x, node);
+    node->s = SavedVariable(x, /*is_output=*/true);
+  }
 }
 
 template <typename Op>
 at::Tensor activation_backward(const at::Tensor& grad, const at::Tensor& s, double slope) {
-  if (!needs_grad(grad) && !needs_grad(s)) {
+  check_no_forward_ad(Op::kName, grad, s);
+  at::Tensor grad_input;
+  {
     at::AutoDispatchBelowADInplaceOrView below;
-    return Op::backward(grad, s, slope);
+    grad_input = Op::backward(grad, s, slope);
   }
-  return Nodes<Op>::Backward::apply(grad, s, slope);
+  if (needs_grad(grad, s)) {
+    auto node = make_node<ActivationNode<Op, true>>(grad, s);
+    node->slope = slope;
+    node->s = SavedVariable(s, false);
+    torch::autograd::set_history(grad_input, node);
+  }
+  return grad_input;
 }
 
 at::Tensor relu(const at::Tensor& x) { return activation<ReluOp>(x, 0.0); }

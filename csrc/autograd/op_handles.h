@@ -4,7 +4,11 @@
 #pragma once
 #include <ATen/core/dispatch/Dispatcher.h>
 #include <torch/autograd.h>
+#include <torch/csrc/autograd/VariableTypeUtils.h>
+#include <torch/csrc/autograd/functions/utils.h>
 #include <torch/csrc/autograd/variable.h>
+
+#include <string>
 
 namespace fastact::autograd {
 
@@ -61,14 +65,27 @@ inline at::Tensor log_softmax_backward(const at::Tensor& g, const at::Tensor& y,
 }  // namespace ops
 
 // True when the call must be recorded for autograd.
-inline bool needs_grad(const at::Tensor& t) {
-  return at::GradMode::is_enabled() && t.requires_grad();
+template <typename... Tensors>
+bool needs_grad(const Tensors&... ts) {
+  return at::GradMode::is_enabled() && (ts.requires_grad() || ...);
 }
 
-// The check torch's in-place ops make before rebasing a tensor's history.
-inline void check_inplace(const at::Tensor& self) {
-  TORCH_CHECK(!(self.is_leaf() && self.requires_grad()),
-              "a leaf Variable that requires grad is being used in an in-place operation.");
+// fastact's derivatives are reverse-mode only: refuse dual tensors rather
+// than drop their tangents silently.
+template <typename... Tensors>
+void check_no_forward_ad(const char* op, const Tensors&... ts) {
+  TORCH_CHECK_NOT_IMPLEMENTED(!(torch::autograd::isFwGradDefined(ts) || ...),
+                              "fastact::", op, ": forward-mode AD is not implemented");
+}
+
+// A backward node wired to the inputs' histories, as torch's generated
+// autograd code builds them (raw Nodes: cheaper per call than a custom
+// autograd::Function, which matters for tiny tensors).
+template <typename NodeT, typename... Tensors>
+c10::intrusive_ptr<NodeT> make_node(const Tensors&... inputs) {
+  auto node = c10::make_intrusive<NodeT>();
+  node->set_next_edges(torch::autograd::collect_next_edges(inputs...));
+  return node;
 }
 
 }  // namespace fastact::autograd

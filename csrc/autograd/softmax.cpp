@@ -10,8 +10,8 @@
 // written with ATen ops so that higher orders keep working.
 #include "autograd/op_handles.h"
 
-#include <ATen/WrapDimUtils.h>
 #include <ATen/TensorOperators.h>
+#include <ATen/WrapDimUtils.h>
 #include <ATen/ops/exp.h>
 #include <ATen/ops/sum.h>
 #include <torch/library.h>
@@ -19,84 +19,97 @@
 namespace fastact::autograd {
 namespace {
 
-using torch::autograd::AutogradContext;
+using torch::autograd::SavedVariable;
 using torch::autograd::variable_list;
 
 template <bool kLog>
-at::Tensor forward_op(const at::Tensor& x, int64_t dim) {
-  return kLog ? ops::log_softmax(x, dim) : ops::softmax(x, dim);
-}
-template <bool kLog>
-at::Tensor backward_op(const at::Tensor& g, const at::Tensor& y, int64_t dim) {
-  return kLog ? ops::log_softmax_backward(g, y, dim) : ops::softmax_backward(g, y, dim);
-}
+at::Tensor softmax_backward(const at::Tensor& g, const at::Tensor& y, int64_t dim);
 
-// Nodes are named (grad_fn shows the type name): the logic is a CRTP base.
-template <typename Self, bool kLog>
-struct SoftmaxBackwardNode : torch::autograd::Function<Self> {
-  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& g, const at::Tensor& y, int64_t dim) {
-    at::AutoDispatchBelowADInplaceOrView below;
-    ctx->save_for_backward({g, y});
-    ctx->saved_data["dim"] = dim;
-    return backward_op<kLog>(g, y, dim);
-  }
-  static variable_list backward(AutogradContext* ctx, variable_list grads) {
-    const auto saved = ctx->get_saved_variables();
-    const at::Tensor &g = saved[0], &y = saved[1], &gg = grads[0];
-    const int64_t dim = ctx->saved_data["dim"].toInt();
-    at::Tensor grad_g, grad_y;
-    if constexpr (kLog) {
-      const at::Tensor p = y.exp();
-      grad_g = gg - (gg * p).sum(dim, /*keepdim=*/true);
-      grad_y = -gg * p * g.sum(dim, /*keepdim=*/true);
-    } else {
-      grad_g = backward_op<false>(gg, y, dim);
-      grad_y = gg * (g - (g * y).sum(dim, true)) - g * (gg * y).sum(dim, true);
+// Of the forward op: grad -> grad_input.
+template <bool kLog>
+struct SoftmaxNode final : torch::autograd::Node {
+  SavedVariable y;
+  int64_t dim = 0;
+
+  variable_list apply(variable_list&& grads) override {
+    variable_list out(1);
+    if (grads[0].defined() && should_compute_output(0)) {
+      out[0] = softmax_backward<kLog>(grads[0], y.unpack(this->getptr()), dim);
     }
-    return {grad_g, grad_y, at::Tensor()};
+    return out;
+  }
+  std::string name() const override { return kLog ? "FastactLogSoftmaxBackward" : "FastactSoftmaxBackward"; }
+  void release_variables() override { y.reset_data(); }
+};
+
+// Of the backward op: gg -> (grad of g, grad of y).
+template <bool kLog>
+struct SoftmaxBackwardNode final : torch::autograd::Node {
+  SavedVariable g, y;
+  int64_t dim = 0;
+
+  variable_list apply(variable_list&& grads) override {
+    variable_list out(2);
+    const at::Tensor& gg = grads[0];
+    if (!gg.defined()) return out;
+    const auto self = this->getptr();
+    const at::Tensor g_ = g.unpack(self), y_ = y.unpack(self);
+    if constexpr (kLog) {
+      const at::Tensor p = y_.exp();
+      if (should_compute_output(0)) out[0] = gg - (gg * p).sum(dim, /*keepdim=*/true);
+      if (should_compute_output(1)) out[1] = -gg * p * g_.sum(dim, /*keepdim=*/true);
+    } else {
+      if (should_compute_output(0)) out[0] = softmax_backward<false>(gg, y_, dim);
+      if (should_compute_output(1)) {
+        out[1] = gg * (g_ - (g_ * y_).sum(dim, true)) - g_ * (gg * y_).sum(dim, true);
+      }
+    }
+    return out;
+  }
+  std::string name() const override {
+    return kLog ? "FastactLogSoftmaxBackwardBackward" : "FastactSoftmaxBackwardBackward";
+  }
+  void release_variables() override {
+    g.reset_data();
+    y.reset_data();
   }
 };
 
-struct FastactSoftmaxBackwardBackward : SoftmaxBackwardNode<FastactSoftmaxBackwardBackward, false> {};
-struct FastactLogSoftmaxBackwardBackward
-    : SoftmaxBackwardNode<FastactLogSoftmaxBackwardBackward, true> {};
+constexpr const char* op_name(bool log) { return log ? "log_softmax" : "softmax"; }
 
 template <bool kLog>
 at::Tensor softmax_backward(const at::Tensor& g, const at::Tensor& y, int64_t dim) {
-  if (!needs_grad(g) && !needs_grad(y)) {
+  check_no_forward_ad(op_name(kLog), g, y);
+  at::Tensor dx;
+  {
     at::AutoDispatchBelowADInplaceOrView below;
-    return backward_op<kLog>(g, y, dim);
+    dx = kLog ? ops::log_softmax_backward(g, y, dim) : ops::softmax_backward(g, y, dim);
   }
-  using Node = std::conditional_t<kLog, FastactLogSoftmaxBackwardBackward, FastactSoftmaxBackwardBackward>;
-  return Node::apply(g, y, at::maybe_wrap_dim(dim, y.dim()));
+  if (needs_grad(g, y)) {
+    auto node = make_node<SoftmaxBackwardNode<kLog>>(g, y);
+    node->g = SavedVariable(g, false);
+    node->y = SavedVariable(y, false);
+    node->dim = at::maybe_wrap_dim(dim, y.dim());
+    torch::autograd::set_history(dx, node);
+  }
+  return dx;
 }
-
-template <typename Self, bool kLog>
-struct SoftmaxNode : torch::autograd::Function<Self> {
-  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, int64_t dim) {
-    at::AutoDispatchBelowADInplaceOrView below;
-    at::Tensor y = forward_op<kLog>(x, dim);
-    ctx->save_for_backward({y});
-    ctx->saved_data["dim"] = dim;
-    return y;
-  }
-  static variable_list backward(AutogradContext* ctx, variable_list grads) {
-    const auto y = ctx->get_saved_variables()[0];
-    return {softmax_backward<kLog>(grads[0], y, ctx->saved_data["dim"].toInt()), at::Tensor()};
-  }
-};
-
-struct FastactSoftmaxBackward : SoftmaxNode<FastactSoftmaxBackward, false> {};
-struct FastactLogSoftmaxBackward : SoftmaxNode<FastactLogSoftmaxBackward, true> {};
 
 template <bool kLog>
 at::Tensor softmax(const at::Tensor& x, int64_t dim) {
-  if (!needs_grad(x)) {
+  check_no_forward_ad(op_name(kLog), x);
+  at::Tensor y;
+  {
     at::AutoDispatchBelowADInplaceOrView below;
-    return forward_op<kLog>(x, dim);
+    y = kLog ? ops::log_softmax(x, dim) : ops::softmax(x, dim);
   }
-  using Node = std::conditional_t<kLog, FastactLogSoftmaxBackward, FastactSoftmaxBackward>;
-  return Node::apply(x, at::maybe_wrap_dim(dim, x.dim()));
+  if (needs_grad(x)) {
+    auto node = make_node<SoftmaxNode<kLog>>(x);
+    node->dim = at::maybe_wrap_dim(dim, x.dim());
+    torch::autograd::set_history(y, node);
+    node->y = SavedVariable(y, /*is_output=*/true);
+  }
+  return y;
 }
 
 }  // namespace

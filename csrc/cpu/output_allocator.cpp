@@ -8,6 +8,13 @@
 // 2 MiB-aligned mapping advised MADV_HUGEPAGE faults once per 2 MiB instead of
 // once per 4 KiB (Linux with THP in "madvise" or "always" mode; elsewhere the
 // advice is a no-op and this is a plain mmap).
+//
+// Even on huge pages, the kernel must zero every fresh page: that alone costs
+// about as much as a relu over the same bytes. So freed mappings are kept in
+// a small cache (FASTACT_CACHE_MB, default 256; fastact.empty_cache() returns
+// them) and handed out again for a request of the same size: a training loop
+// allocates the same output shapes every step, and reuses pages that are
+// already faulted in. Only fastact's own outputs live here.
 #include "cpu/output_allocator.h"
 
 #include <ATen/EmptyTensor.h>
@@ -16,7 +23,10 @@
 
 #include <cstdlib>
 #include <cstring>
+#include <mutex>
 #include <new>
+#include <unordered_map>
+#include <vector>
 
 #if defined(__linux__)
 #include <sys/mman.h>
@@ -39,16 +49,89 @@ bool huge_pages_enabled() {
   return enabled;
 }
 
+size_t cache_capacity_bytes() {
+  static const size_t capacity = [] {
+    const char* env = std::getenv("FASTACT_CACHE_MB");
+    return size_t(env ? std::strtoull(env, nullptr, 10) : 256) << 20;
+  }();
+  return capacity;
+}
+
 #if FASTACT_HAS_MMAP
 struct Mapping {
   void* base;
   size_t length;
 };
 
-void unmap(void* ctx) {
+// Freed mappings by length, within cache_capacity_bytes() in total.
+class MappingCache {
+ public:
+  void* take(size_t length) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    auto it = free_.find(length);
+    if (it == free_.end() || it->second.empty()) return nullptr;
+    void* base = it->second.back();
+    it->second.pop_back();
+    cached_bytes_ -= length;
+    return base;
+  }
+  void give(void* base, size_t length) {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      if (cached_bytes_ + length <= cache_capacity_bytes()) {
+        free_[length].push_back(base);
+        cached_bytes_ += length;
+        return;
+      }
+    }
+    munmap(base, length);
+  }
+  void release_all() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    for (auto& [length, bases] : free_) {
+      for (void* base : bases) munmap(base, length);
+    }
+    free_.clear();
+    cached_bytes_ = 0;
+  }
+  size_t cached_bytes() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return cached_bytes_;
+  }
+
+ private:
+  std::mutex mutex_;
+  std::unordered_map<size_t, std::vector<void*>> free_;
+  size_t cached_bytes_ = 0;
+};
+
+// Leaked on purpose: tensors freed during interpreter shutdown still return
+// their mappings here after static destructors would have run.
+MappingCache& mapping_cache() {
+  static auto* cache = new MappingCache();
+  return *cache;
+}
+
+void release_mapping(void* ctx) {
   auto* m = static_cast<Mapping*>(ctx);
-  munmap(m->base, m->length);
+  mapping_cache().give(m->base, m->length);
   delete m;
+}
+
+void* map_huge(size_t length) {
+  // Over-map by one huge page, then trim to a 2 MiB-aligned window: THP
+  // backs only aligned 2 MiB ranges.
+  void* raw = mmap(nullptr, length + kHugePage, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (raw == MAP_FAILED) return nullptr;
+  const auto start = reinterpret_cast<uintptr_t>(raw);
+  const uintptr_t aligned = round_up(start, kHugePage);
+  if (aligned > start) munmap(raw, aligned - start);
+  const size_t tail = (start + length + kHugePage) - (aligned + length);
+  if (tail > 0) munmap(reinterpret_cast<void*>(aligned + length), tail);
+  void* data = reinterpret_cast<void*>(aligned);
+  madvise(data, length, MADV_HUGEPAGE);
+  return data;
 }
 
 class HugePageAllocator final : public c10::Allocator {
@@ -58,21 +141,10 @@ class HugePageAllocator final : public c10::Allocator {
       return c10::GetDefaultCPUAllocator()->allocate(nbytes);
     }
     const size_t length = round_up(nbytes, kHugePage);
-    // Over-map by one huge page, then trim to a 2 MiB-aligned window: THP
-    // backs only aligned 2 MiB ranges.
-    void* raw = mmap(nullptr, length + kHugePage, PROT_READ | PROT_WRITE,
-                     MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (raw == MAP_FAILED) {
-      return c10::GetDefaultCPUAllocator()->allocate(nbytes);
-    }
-    auto start = reinterpret_cast<uintptr_t>(raw);
-    const uintptr_t aligned = round_up(start, kHugePage);
-    if (aligned > start) munmap(raw, aligned - start);
-    const size_t tail = (start + length + kHugePage) - (aligned + length);
-    if (tail > 0) munmap(reinterpret_cast<void*>(aligned + length), tail);
-    void* data = reinterpret_cast<void*>(aligned);
-    madvise(data, length, MADV_HUGEPAGE);
-    return {data, new Mapping{data, length}, &unmap, c10::Device(c10::DeviceType::CPU)};
+    void* data = mapping_cache().take(length);
+    if (data == nullptr) data = map_huge(length);
+    if (data == nullptr) return c10::GetDefaultCPUAllocator()->allocate(nbytes);
+    return {data, new Mapping{data, length}, &release_mapping, c10::Device(c10::DeviceType::CPU)};
   }
 
   void copy_data(void* dest, const void* src, std::size_t count) const override {
@@ -89,6 +161,20 @@ c10::Allocator* output_allocator() { return c10::GetDefaultCPUAllocator(); }
 #endif
 
 }  // namespace
+
+void empty_cache() {
+#if FASTACT_HAS_MMAP
+  mapping_cache().release_all();
+#endif
+}
+
+int64_t cached_bytes() {
+#if FASTACT_HAS_MMAP
+  return static_cast<int64_t>(mapping_cache().cached_bytes());
+#else
+  return 0;
+#endif
+}
 
 int64_t huge_page_threshold_bytes() { return static_cast<int64_t>(kHugePage); }
 

@@ -11,6 +11,12 @@ at::Tensor empty_output_like(const at::Tensor& like);
 // An empty contiguous tensor.
 at::Tensor empty_output(at::IntArrayRef sizes, const at::TensorOptions& options);
 
+// Returns the cached free huge-page mappings to the OS.
+void empty_cache();
+
+// Bytes held in that cache.
+int64_t cached_bytes();
+
 // Bytes at and above which an output is placed on transparent huge pages.
 int64_t huge_page_threshold_bytes();
 
