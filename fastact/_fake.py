@@ -9,7 +9,12 @@ from fastact._loader import has_ops
 
 def _floating(name, x):
     if not x.dtype.is_floating_point:
-        raise RuntimeError(f"{name}: expected a floating point input, got {x.dtype}")
+        raise NotImplementedError(f"{name}: expected a floating point input, got {x.dtype}")
+
+
+def _not_bool(x):
+    if x.dtype == torch.bool:
+        raise RuntimeError("Boolean inputs not supported for relu")
 
 
 def _check_dim(x, dim):
@@ -25,10 +30,12 @@ def register():
 
     @torch.library.register_fake(lib + "relu")
     def _(x):
+        _not_bool(x)
         return torch.empty_like(x)
 
     @torch.library.register_fake(lib + "relu_")
     def _(x):
+        _not_bool(x)
         return None
 
     @torch.library.register_fake(lib + "relu_backward")

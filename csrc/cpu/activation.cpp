@@ -31,7 +31,12 @@ void leaky_relu_into(const at::Tensor& x, const at::Tensor& out, double negative
   map_elementwise<T, 1>({x}, out, [=](Vec v) { return Vec::blendv(v * slope, v, v > zero); });
 }
 
+void check_not_bool(const at::Tensor& self) {
+  TORCH_CHECK(self.scalar_type() != at::kBool, "Boolean inputs not supported for relu");
+}
+
 at::Tensor relu(const at::Tensor& self) {
+  check_not_bool(self);
   at::Tensor out = empty_output_like(self);
   AT_DISPATCH_ALL_TYPES_AND2(at::kHalf, at::kBFloat16, self.scalar_type(), "relu",
                              [&] { relu_into<scalar_t>(self, out); });
@@ -39,6 +44,7 @@ at::Tensor relu(const at::Tensor& self) {
 }
 
 void relu_(at::Tensor& self) {
+  check_not_bool(self);
   AT_DISPATCH_ALL_TYPES_AND2(at::kHalf, at::kBFloat16, self.scalar_type(), "relu_",
                              [&] { relu_into<scalar_t>(self, self); });
 }

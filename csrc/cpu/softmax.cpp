@@ -171,8 +171,10 @@ template <bool kLog>
 at::Tensor softmax_forward(const at::Tensor& self, int64_t dim) {
   const char* name = kLog ? "log_softmax" : "softmax";
   dim = at::maybe_wrap_dim(dim, self.dim());
-  TORCH_CHECK(at::isFloatingType(self.scalar_type()), name, ": expected a floating point input, got ",
-              self.scalar_type(), " (pass dtype= to compute in a floating type)");
+  // NotImplementedError, as torch raises for integer inputs.
+  TORCH_CHECK_NOT_IMPLEMENTED(at::isFloatingType(self.scalar_type()), name,
+                              ": expected a floating point input, got ", self.scalar_type(),
+                              " (pass dtype= to compute in a floating type)");
   at::Tensor x = self.contiguous();
   at::Tensor y = empty_output(self.sizes(), self.options());
   if (y.numel() == 0) return y;
