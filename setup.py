@@ -66,9 +66,7 @@ setup(
             include_dirs=[os.path.join(HERE, "csrc")],
             extra_compile_args=extra_compile_args,
             extra_link_args=link_flags,
-            py_limited_api=True,
         )
     ],
     cmdclass={"build_ext": BuildExtension},
-    options={"bdist_wheel": {"py_limited_api": "cp311"}},
 )

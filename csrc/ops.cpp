@@ -6,22 +6,31 @@
 //    torch.compile can functionalize the in-place forms;
 //  - backward ops take what the forward saved: the *output* wherever the
 //    derivative can be written in terms of it, so autograd keeps no input alive.
-#include <Python.h>
+#include <torch/extension.h>
 #include <torch/library.h>
 
 #include <string>
 
+#include "autograd/op_handles.h"
 #include "cpu/output_allocator.h"
 #include "cpu/vec_io.h"
 
-extern "C" {
-// `import fastact._C` loads this shared library, whose static initializers
-// register the ops below; the module itself exports nothing.
-PyObject* PyInit__C(void) {
-  static struct PyModuleDef module_def = {
-      PyModuleDef_HEAD_INIT, "_C", nullptr, -1, nullptr};
-  return PyModule_Create(&module_def);
-}
+// `import fastact._C` loads this library, whose static initializers register
+// the ops below. It also binds each op for eager calls from Python: a
+// torch.ops call is boxed (arguments parsed against the schema into a stack,
+// then unboxed again), which costs more than the whole kernel on a tutorial-
+// sized tensor. These go straight to the typed dispatcher handle, so autograd,
+// FakeTensor and vmap still apply; fastact.functional uses torch.ops while
+// torch.compile traces. Like torch's bindings, they release the GIL.
+PYBIND11_MODULE(_C, m) {
+  namespace ops = fastact::autograd::ops;
+  using release = pybind11::call_guard<pybind11::gil_scoped_release>;
+  m.def("relu", &ops::relu, release());
+  m.def("relu_", [](at::Tensor x) { ops::relu_(x); }, release());
+  m.def("leaky_relu", &ops::leaky_relu, release());
+  m.def("leaky_relu_", [](at::Tensor x, double slope) { ops::leaky_relu_(x, slope); }, release());
+  m.def("softmax", &ops::softmax, release());
+  m.def("log_softmax", &ops::log_softmax, release());
 }
 
 namespace {

@@ -1,4 +1,8 @@
-"""python -m fastact info: which backend runs, on what, built how."""
+"""The fastact command line.
+
+    fastact info     which backend runs the ops, on what, built how
+    fastact bench    fastact against stock torch, side by side
+"""
 import argparse
 import os
 
@@ -22,9 +26,15 @@ def _info(args) -> int:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="fastact", description=__doc__)
+    parser = argparse.ArgumentParser(prog="fastact", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("info", help="which backend runs the ops and why").set_defaults(func=_info)
+    bench = sub.add_parser("bench", help="fastact against stock torch, side by side")
+    from fastact import bench as bench_module
+
+    bench_module.add_arguments(bench)
+    bench.set_defaults(func=bench_module.main)
     args = parser.parse_args(argv)
     return args.func(args)
 

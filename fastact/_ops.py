@@ -1,13 +1,19 @@
-"""Handles to the registered fastact ops, bound once at import.
+"""Handles to the registered fastact ops, bound once at import, in two sets:
 
-The functional layer calls these; each is a torch OpOverload, so eager calls
-go straight to the dispatcher (C++ autograd and kernels) and torch.compile
-sees an ordinary op. Without a compiled extension every handle raises one
-clear error instead.
+- `traced`: the torch OpOverloads (torch.ops.fastact.*), which torch.compile
+  and torch.export understand;
+- `eager`: fastact._C's direct bindings of the same ops where it has them
+  (unboxed calls into the dispatcher, about 1 us cheaper per call than a
+  torch.ops call), the OpOverloads otherwise.
+
+Both reach the same dispatcher entries (C++ autograd, then the kernel).
+Without a compiled extension every handle raises one clear error instead.
 """
+from types import SimpleNamespace
+
 import torch
 
-from fastact._loader import has_ops, load_error
+from fastact import _loader
 
 _NAMES = (
     "relu", "relu_", "relu_backward",
@@ -21,25 +27,15 @@ def _unavailable(name):
     def op(*args, **kwargs):
         raise RuntimeError(
             f"fastact.{name}: the compiled extension fastact._C is not available "
-            f"({load_error!r}). Build it against your torch with "
+            f"({_loader.load_error!r}). Build it against your torch with "
             "`pip install --no-build-isolation .` from the fastact source tree."
         )
 
     return op
 
 
-if has_ops():
-    _table = {name: getattr(torch.ops.fastact, name).default for name in _NAMES}
+if _loader.has_ops():
+    traced = SimpleNamespace(**{name: getattr(torch.ops.fastact, name).default for name in _NAMES})
+    eager = SimpleNamespace(**{name: getattr(_loader._C, name, getattr(traced, name)) for name in _NAMES})
 else:
-    _table = {name: _unavailable(name) for name in _NAMES}
-
-relu = _table["relu"]
-relu_ = _table["relu_"]
-relu_backward = _table["relu_backward"]
-leaky_relu = _table["leaky_relu"]
-leaky_relu_ = _table["leaky_relu_"]
-leaky_relu_backward = _table["leaky_relu_backward"]
-softmax = _table["softmax"]
-softmax_backward = _table["softmax_backward"]
-log_softmax = _table["log_softmax"]
-log_softmax_backward = _table["log_softmax_backward"]
+    traced = eager = SimpleNamespace(**{name: _unavailable(name) for name in _NAMES})

@@ -14,6 +14,7 @@ from typing import Optional
 
 import torch
 from torch import Tensor
+from torch.compiler import is_compiling
 from torch.overrides import handle_torch_function, has_torch_function_unary
 
 from fastact import _ops
@@ -25,10 +26,11 @@ def relu(input: Tensor, inplace: bool = False) -> Tensor:
     r"""relu(input, inplace=False) -> Tensor: max(input, 0) elementwise."""
     if has_torch_function_unary(input):
         return handle_torch_function(relu, (input,), input, inplace=inplace)
+    ops = _ops.traced if is_compiling() else _ops.eager
     if inplace:
-        _ops.relu_(input)
+        ops.relu_(input)
         return input
-    return _ops.relu(input)
+    return ops.relu(input)
 
 
 def relu_(input: Tensor) -> Tensor:
@@ -43,10 +45,11 @@ def leaky_relu(input: Tensor, negative_slope: float = 0.01, inplace: bool = Fals
         return handle_torch_function(
             leaky_relu, (input,), input, negative_slope=negative_slope, inplace=inplace
         )
+    ops = _ops.traced if is_compiling() else _ops.eager
     if inplace:
-        _ops.leaky_relu_(input, float(negative_slope))
+        ops.leaky_relu_(input, float(negative_slope))
         return input
-    return _ops.leaky_relu(input, float(negative_slope))
+    return ops.leaky_relu(input, float(negative_slope))
 
 
 def leaky_relu_(input: Tensor, negative_slope: float = 0.01) -> Tensor:
@@ -64,12 +67,13 @@ def _get_softmax_dim(name: str, ndim: int, stacklevel: int) -> int:
     return 0 if ndim in (0, 1, 3) else 1
 
 
-def _softmax_family(op, name, input, dim, _stacklevel, dtype):
+def _softmax_family(name, input, dim, _stacklevel, dtype):
     if dim is None:
         dim = _get_softmax_dim(name, input.dim(), _stacklevel + 1)
     if dtype is not None:
         input = input.to(dtype)
-    return op(input, dim)
+    ops = _ops.traced if is_compiling() else _ops.eager
+    return getattr(ops, name)(input, dim)
 
 
 def softmax(input: Tensor, dim: Optional[int] = None, _stacklevel: int = 3,
@@ -81,7 +85,7 @@ def softmax(input: Tensor, dim: Optional[int] = None, _stacklevel: int = 3,
         return handle_torch_function(
             softmax, (input,), input, dim=dim, _stacklevel=_stacklevel, dtype=dtype
         )
-    return _softmax_family(_ops.softmax, "softmax", input, dim, _stacklevel, dtype)
+    return _softmax_family("softmax", input, dim, _stacklevel, dtype)
 
 
 def log_softmax(input: Tensor, dim: Optional[int] = None, _stacklevel: int = 3,
@@ -92,4 +96,4 @@ def log_softmax(input: Tensor, dim: Optional[int] = None, _stacklevel: int = 3,
         return handle_torch_function(
             log_softmax, (input,), input, dim=dim, _stacklevel=_stacklevel, dtype=dtype
         )
-    return _softmax_family(_ops.log_softmax, "log_softmax", input, dim, _stacklevel, dtype)
+    return _softmax_family("log_softmax", input, dim, _stacklevel, dtype)

@@ -4,6 +4,7 @@ import os
 import shutil
 import subprocess
 import sys
+import sysconfig
 
 import fastact
 
@@ -30,7 +31,7 @@ def test_broken_extension_does_not_break_import(tmp_path):
     pkg = os.path.dirname(fastact.__file__)
     copy = tmp_path / "fastact"
     shutil.copytree(pkg, copy, ignore=shutil.ignore_patterns("_C*", "__pycache__"))
-    (copy / "_C.abi3.so").write_bytes(b"not a shared library")
+    (copy / ("_C" + sysconfig.get_config_var("EXT_SUFFIX"))).write_bytes(b"not a shared library")
     code = (
         "import torch, fastact\n"
         "assert fastact.__file__.startswith(%r), fastact.__file__\n"

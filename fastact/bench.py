@@ -1,0 +1,162 @@
+"""Side-by-side op benchmarks: fastact against stock torch, in one process.
+
+Each case alternates the two implementations round by round (so drift on a
+shared machine hits both alike), takes the median time per call over the
+rounds, and reports ratio = torch time / fastact time. Large cases also get
+GB/s from the bytes the op must move, next to a measured copy bandwidth.
+
+    python -m fastact bench                     # default settings
+    THP_MEM_ALLOC_ENABLE=1 python -m fastact bench   # torch on huge pages too
+"""
+import json
+import statistics
+import time
+from dataclasses import asdict, dataclass
+from typing import Callable, Dict, List, Optional, Tuple
+
+import torch
+import torch.nn.functional as TF
+
+import fastact.functional as F
+
+SIZES = [(5, 10), (1000, 10), (256, 1024), (4096, 4096)]
+
+
+@dataclass(frozen=True)
+class OpSpec:
+    torch_fn: Callable
+    fastact_fn: Callable
+    # bytes per element each mode must move: forward reads x and writes y;
+    # backward reads grad and the saved tensor, writes grad_input
+    fwd_bytes: int = 2
+    fwdbwd_bytes: int = 5
+
+
+OPS: Dict[str, OpSpec] = {
+    "relu": OpSpec(TF.relu, F.relu),
+    "leaky_relu": OpSpec(lambda x: TF.leaky_relu(x, 0.01), lambda x: F.leaky_relu(x, 0.01)),
+    "softmax": OpSpec(lambda x: TF.softmax(x, -1), lambda x: F.softmax(x, -1)),
+    "log_softmax": OpSpec(lambda x: TF.log_softmax(x, -1), lambda x: F.log_softmax(x, -1)),
+}
+
+
+@dataclass
+class Result:
+    op: str
+    shape: Tuple[int, ...]
+    mode: str
+    torch_ms: float
+    fastact_ms: float
+    ratio: float
+    fastact_gbps: Optional[float]
+    torch_gbps: Optional[float]
+
+
+def _per_call_seconds(fn: Callable[[], None], reps: int) -> float:
+    start = time.perf_counter()
+    for _ in range(reps):
+        fn()
+    return (time.perf_counter() - start) / reps
+
+
+def compare(fns: Dict[str, Callable[[], None]], budget_s: float = 1.0, rounds: int = 15) -> Dict[str, float]:
+    """Median seconds per call of each fn, measured in alternating rounds."""
+    for fn in fns.values():  # warm up: allocator, caches, first-call paths
+        fn()
+        fn()
+    probe = max(_per_call_seconds(fn, 1) for fn in fns.values())
+    reps = max(1, int(budget_s / rounds / len(fns) / max(probe, 1e-7)))
+    samples: Dict[str, List[float]] = {name: [] for name in fns}
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            samples[name].append(_per_call_seconds(fn, reps))
+    return {name: statistics.median(s) for name, s in samples.items()}
+
+
+def _step(fn: Callable, x: torch.Tensor, g: torch.Tensor, backward: bool) -> Callable[[], None]:
+    """One call; with backward, a training step's share: forward, backward
+    (its result becomes x.grad), and freeing that gradient as
+    zero_grad(set_to_none=True) does. Each implementation gets its own x, so
+    neither pays for freeing the other's tensors."""
+    if not backward:
+        return lambda: fn(x)
+
+    def fwd_bwd():
+        fn(x).backward(g)
+        x.grad = None
+
+    return fwd_bwd
+
+
+def copy_bandwidth_gbps(n_bytes: int = 64 << 20) -> float:
+    """GB/s of dst.copy_(src) between existing buffers (bytes read + written)."""
+    src = torch.randn(n_bytes // 4)
+    dst = torch.empty_like(src)
+    t = compare({"copy": lambda: dst.copy_(src)})["copy"]
+    return 2 * n_bytes / t / 1e9
+
+
+def run(ops: List[str], sizes: List[Tuple[int, int]], modes: List[str], budget_s: float,
+        progress: Callable[[str], None] = lambda s: None) -> List[Result]:
+    results = []
+    for name in ops:
+        spec = OPS[name]
+        for shape in sizes:
+            for mode in modes:
+                backward = mode == "fwd+bwd"
+                torch.manual_seed(0)
+                x = torch.randn(shape, requires_grad=backward)
+                g = torch.randn(shape)
+                x_fastact = x.detach().clone().requires_grad_(backward)
+                times = compare({
+                    "torch": _step(spec.torch_fn, x, g, backward),
+                    "fastact": _step(spec.fastact_fn, x_fastact, g, backward),
+                }, budget_s)
+                nbytes = x.numel() * x.element_size() * (spec.fwdbwd_bytes if backward else spec.fwd_bytes)
+                big = x.numel() * x.element_size() >= (1 << 20)
+                results.append(Result(
+                    name, tuple(shape), mode, times["torch"] * 1e3, times["fastact"] * 1e3,
+                    times["torch"] / times["fastact"],
+                    nbytes / times["fastact"] / 1e9 if big else None,
+                    nbytes / times["torch"] / 1e9 if big else None,
+                ))
+                progress(f"{name} {shape} {mode}")
+    return results
+
+
+def format_table(results: List[Result], copy_gbps: float) -> str:
+    head = f"{'op':12s} {'shape':>12s} {'mode':8s} {'torch ms':>10s} {'fastact ms':>11s} {'ratio':>6s} {'GB/s torch':>10s} {'GB/s fastact':>12s}"
+    lines = [head, "-" * len(head)]
+    for r in results:
+        gb = (f"{r.torch_gbps:10.1f} {r.fastact_gbps:12.1f}" if r.fastact_gbps else f"{'':10s} {'':12s}")
+        lines.append(f"{r.op:12s} {str(r.shape):>12s} {r.mode:8s} {r.torch_ms:10.4f} {r.fastact_ms:11.4f} {r.ratio:6.2f} {gb}")
+    lines.append(f"copy bandwidth (64 MiB copy_, read+write): {copy_gbps:.1f} GB/s")
+    return "\n".join(lines)
+
+
+def main(args) -> int:
+    import os
+    sizes = [tuple(int(v) for v in s.split("x")) for s in args.sizes] if args.sizes else SIZES
+    modes = ["fwd", "fwd+bwd"] if args.mode == "both" else [args.mode]
+    ops = args.ops or list(OPS)
+    settings = (f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
+                f"THP_MEM_ALLOC_ENABLE={os.environ.get('THP_MEM_ALLOC_ENABLE', 'unset')}, float32")
+    print(settings, flush=True)
+    copy_gbps = copy_bandwidth_gbps()
+    results = run(ops, sizes, modes, args.budget, progress=lambda s: print(f"  measured {s}", flush=True)
+                  if args.verbose else None)
+    print(format_table(results, copy_gbps))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"settings": settings, "copy_gbps": copy_gbps,
+                       "results": [asdict(r) for r in results]}, f, indent=1)
+    return 0
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--ops", nargs="*", choices=list(OPS), help="ops to run (default: all)")
+    parser.add_argument("--sizes", nargs="*", help="RxC sizes (default: 5x10 1000x10 256x1024 4096x4096)")
+    parser.add_argument("--mode", choices=["fwd", "fwd+bwd", "both"], default="both")
+    parser.add_argument("--budget", type=float, default=1.0, help="seconds per case (default 1)")
+    parser.add_argument("--json", help="also write the results here")
+    parser.add_argument("--verbose", action="store_true")
