@@ -1,7 +1,8 @@
 """The fastact command line.
 
+    fastact train    train the tutorial models with stock torch and with fastact
+    fastact bench    fastact against stock torch, op by op, side by side
     fastact info     which backend runs the ops, on what, built how
-    fastact bench    fastact against stock torch, side by side
 """
 import argparse
 import os
@@ -30,11 +31,15 @@ def main(argv=None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("info", help="which backend runs the ops and why").set_defaults(func=_info)
-    bench = sub.add_parser("bench", help="fastact against stock torch, side by side")
     from fastact import bench as bench_module
+    from fastact import train as train_module
 
-    bench_module.add_arguments(bench)
-    bench.set_defaults(func=bench_module.main)
+    for name, module, text in (("train", train_module, "train the tutorial models, torch vs fastact"),
+                               ("bench", bench_module, "fastact against stock torch, op by op")):
+        cmd = sub.add_parser(name, help=text, description=module.__doc__,
+                             formatter_class=argparse.RawDescriptionHelpFormatter)
+        module.add_arguments(cmd)
+        cmd.set_defaults(func=module.main)
     args = parser.parse_args(argv)
     return args.func(args)
 

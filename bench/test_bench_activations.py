@@ -1,0 +1,31 @@
+"""relu, leaky_relu, softmax, log_softmax: fastact against stock torch.
+
+Each case is one parameter, shared by test_torch and test_fastact, so
+`pytest bench/ --benchmark-group-by=param` prints each pair in one group."""
+import pytest
+import torch.nn.functional as TF
+
+import fastact.functional as F
+
+OPS = {
+    "relu": (TF.relu, F.relu),
+    "leaky_relu": (lambda x: TF.leaky_relu(x, 0.01), lambda x: F.leaky_relu(x, 0.01)),
+    "softmax": (lambda x: TF.softmax(x, -1), lambda x: F.softmax(x, -1)),
+    "log_softmax": (lambda x: TF.log_softmax(x, -1), lambda x: F.log_softmax(x, -1)),
+}
+SIZES = [(5, 10), (1000, 10), (256, 1024), (4096, 4096)]
+MODES = ["fwd", "fwd+bwd"]
+CASES = [(op, mode, shape) for op in OPS for mode in MODES for shape in SIZES]
+IDS = [f"{op}-{mode}-{shape[0]}x{shape[1]}" for op, mode, shape in CASES]
+
+
+@pytest.mark.parametrize("case", CASES, ids=IDS)
+def test_torch(run_case, case):
+    op, mode, shape = case
+    run_case(OPS[op][0], shape, mode)
+
+
+@pytest.mark.parametrize("case", CASES, ids=IDS)
+def test_fastact(run_case, case):
+    op, mode, shape = case
+    run_case(OPS[op][1], shape, mode)
