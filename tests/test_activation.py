@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as TF
 
 import fastact.functional as F
-from conftest import DTYPES, LAYOUTS, SHAPES, check_against_torch, make_input
+from reference import DTYPES, LAYOUTS, SHAPES, check_against_torch, make_input
 
 SLOPES = [0.01, 0.2, 0.0, -0.5, 1.5]
 

@@ -3,7 +3,7 @@ registration and AOT dispatch, over several dtypes and layouts."""
 import pytest
 import torch
 
-from conftest import make_input
+from reference import make_input
 
 ops = torch.ops.fastact
 

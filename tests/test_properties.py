@@ -5,7 +5,7 @@ import torch.nn.functional as TF
 from hypothesis import given, settings, strategies as st
 
 import fastact.functional as F
-from conftest import DTYPES, check_against_torch
+from reference import DTYPES, check_against_torch
 
 SETTINGS = settings(max_examples=60, deadline=None, derandomize=True)
 

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as TF
 
 import fastact.functional as F
-from conftest import DTYPES, LAYOUTS, SHAPES, assert_same, check_against_torch, make_input
+from reference import DTYPES, LAYOUTS, SHAPES, assert_same, check_against_torch, make_input
 
 PAIRS = {"softmax": (F.softmax, TF.softmax), "log_softmax": (F.log_softmax, TF.log_softmax)}
 

@@ -1,0 +1,98 @@
+"""Helpers shared by the tests: inputs in every layout, and one comparison of
+a fastact function against its torch reference (values and gradients)."""
+import math
+
+import torch
+
+
+DTYPES = [torch.float64, torch.float32, torch.float16, torch.bfloat16]
+LAYOUTS = ["contiguous", "transposed", "sliced", "expanded"]
+# 0-d, empty, 1-d, the tutorial size, N-d, and rows longer than a vector
+# (with a tail) to cover both the vector body and the masked tail.
+SHAPES = [(), (0,), (3, 0), (7,), (5, 10), (2, 3, 4, 5), (3, 37), (2, 33, 3)]
+
+
+def make_input(shape, dtype=torch.float32, layout="contiguous", seed=0, special=False):
+    """A tensor of `shape` whose memory is laid out as `layout`:
+    contiguous; transposed (dense, dims reversed in memory); sliced (every
+    other element of a wider tensor); expanded (a stride-0 broadcast).
+    `special` plants NaN, +-inf and signed zeros."""
+    gen = torch.Generator().manual_seed(seed)
+    shape = tuple(shape)
+    if len(shape) == 0:
+        layout = "contiguous"
+    raw_shape = {
+        "contiguous": shape,
+        "transposed": shape[::-1],
+        "sliced": shape[:-1] + (shape[-1] * 2,) if shape else shape,
+        "expanded": shape[:-1] + (1,) if shape else shape,
+    }[layout]
+    raw = torch.randn(raw_shape, generator=gen, dtype=torch.float64) * 3
+    if special and raw.numel() > 0:
+        values = torch.tensor([math.nan, math.inf, -math.inf, -0.0, 0.0], dtype=torch.float64)
+        idx = torch.randperm(raw.numel(), generator=gen)[: len(values)]
+        raw.view(-1)[idx] = values[: len(idx)]
+    if layout == "transposed":
+        raw = raw.permute(*reversed(range(len(shape))))
+    elif layout == "sliced":
+        raw = raw[..., ::2]
+    elif layout == "expanded":
+        raw = raw.expand(shape)
+    return raw.to(dtype) if dtype.is_floating_point else raw.nan_to_num(0, 0, 0).round().to(dtype)
+
+
+REDUCED = (torch.float16, torch.bfloat16)
+
+
+def assert_same(actual, expected, exact=None, scale_tol=False, **kw):
+    """actual equals expected (torch) within the dtype's default tolerance.
+    For float16/bfloat16, where torch itself rounds intermediates (its bf16
+    log_softmax can be several ulps off), an element may instead match
+    `exact`: the float64 result rounded to the dtype. With scale_tol (for
+    gradients: backward reads the output rounded to the dtype, and a
+    cancellation such as g - exp(y) * sum(g) shows that rounding at eps times
+    the size of the terms) it may also be within 4 eps * max|exact| of it."""
+    assert actual.dtype == expected.dtype
+    assert actual.shape == expected.shape
+    if exact is None or actual.dtype not in REDUCED:
+        torch.testing.assert_close(actual, expected, equal_nan=True, **kw)
+        return
+    exact = exact.to(actual.dtype)
+    a, e, x = actual.detach().double(), expected.detach().double(), exact.detach().double()
+    rtol, atol = {torch.float16: (1e-3, 1e-5), torch.bfloat16: (1.6e-2, 1e-5)}[actual.dtype]
+    if scale_tol:
+        finite = x[torch.isfinite(x)]
+        atol = max(atol, 4 * torch.finfo(actual.dtype).eps * (finite.abs().max().item() if finite.numel() else 0))
+    ok = torch.isclose(a, e, rtol, atol, equal_nan=True) | torch.isclose(a, x, rtol, atol, equal_nan=True)
+    assert ok.all(), (
+        f"{(~ok).sum().item()} of {ok.numel()} elements match neither torch nor the exact result; "
+        f"first: actual {a[~ok][:5].tolist()}, torch {e[~ok][:5].tolist()}, exact {x[~ok][:5].tolist()}"
+    )
+
+
+def check_against_torch(fast_fn, torch_fn, make, grad=True, grad_seed=1, **tol):
+    """Runs both functions on inputs from make() (called once for each, so
+    in-place functions get their own copy) and compares outputs and, if
+    `grad`, the gradient of a random linear functional of the output.
+    Reduced precision is also checked against torch_fn run in float64."""
+    xf, xt = make(), make()
+    reduced = xt.dtype in REDUCED
+    x64 = make().double() if reduced else None
+    if grad:
+        xf = xf.detach().requires_grad_()
+        xt = xt.detach().requires_grad_()
+        x64 = x64.requires_grad_() if reduced else None
+        # in-place functions need a non-leaf
+        inf, int_, in64 = xf * 1, xt * 1, (x64 * 1 if reduced else None)
+    else:
+        inf, int_, in64 = xf, xt, x64
+    yf, yt = fast_fn(inf), torch_fn(int_)
+    y64 = torch_fn(in64) if reduced else None
+    assert_same(yf, yt, y64, **tol)
+    if grad:
+        g = torch.randn(yt.shape, generator=torch.Generator().manual_seed(grad_seed), dtype=torch.float64)
+        (gf,) = torch.autograd.grad(yf, xf, g.to(yt.dtype))
+        (gt,) = torch.autograd.grad(yt, xt, g.to(yt.dtype))
+        g64 = torch.autograd.grad(y64, x64, g.to(yt.dtype).double())[0] if reduced else None
+        assert_same(gf, gt, g64, scale_tol=True, **tol)
+    return yf, yt
