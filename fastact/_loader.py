@@ -19,6 +19,15 @@ else:
         from fastact import _C  # noqa: F811
     except (ImportError, OSError) as e:  # OSError: an undefined symbol after a torch upgrade
         load_error = e
+        _package = os.path.dirname(os.path.abspath(__file__))
+        if os.path.exists(os.path.join(os.path.dirname(_package), "setup.py")):
+            # The usual cause: `python -m ...` run inside the source tree
+            # imports this unbuilt copy instead of the installed package.
+            load_error = ImportError(
+                f"{e}; fastact was imported from its source tree ({_package}), which has no built "
+                "extension: run from another directory or with `python -P`, or build in place "
+                "with `python setup.py build_ext --inplace`"
+            )
 
 
 def has_ops() -> bool:

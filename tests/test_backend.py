@@ -22,7 +22,7 @@ def run_python(code, cwd=None, **env):
 
 
 def test_cli_info():
-    out = subprocess.run([sys.executable, "-m", "fastact", "info"], capture_output=True, text=True, timeout=300)
+    out = subprocess.run([sys.executable, "-P", "-m", "fastact", "info"], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     assert "fastact backend: cpp" in out.stdout
 
