@@ -56,6 +56,8 @@ TORCH_LIBRARY(fastact, m) {
   // The CPU output cache (cpu/output_allocator.cpp): release it, measure it.
   m.def("_empty_cache() -> ()", &fastact::cpu::empty_cache);
   m.def("_cached_bytes() -> int", &fastact::cpu::cached_bytes);
+  // The vector exp the CPU kernels use, exposed so tests can sweep its error.
+  m.def("_vec_exp(Tensor x) -> Tensor");
 
   // relu(x) = max(x, 0); backward from the output: grad * (out > 0).
   m.def("relu(Tensor self) -> Tensor");

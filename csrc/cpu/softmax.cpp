@@ -90,7 +90,7 @@ void softmax_row(const Row& row, const T* x, T* y, acc_t<T>* scratch) {
   const Vec max = row.reduce(-std::numeric_limits<acc_t<T>>::infinity(), vec_max<Vec>,
                              [&](int64_t o, int64_t n) { return IO::load(x + o, n); });
   const Vec sum = row.reduce(0, vec_add<Vec>, [&](int64_t o, int64_t n) {
-    Vec e = (IO::load(x + o, n) - max).exp();
+    Vec e = vec_exp(IO::load(x + o, n) - max);
     e.store(scratch + row.scratch_index(o));
     return e;
   });
@@ -106,7 +106,7 @@ void log_softmax_row(const Row& row, const T* x, T* y, acc_t<T>*) {
   const Vec max = row.reduce(-std::numeric_limits<acc_t<T>>::infinity(), vec_max<Vec>,
                              [&](int64_t o, int64_t n) { return IO::load(x + o, n); });
   const Vec sum = row.reduce(0, vec_add<Vec>,
-                             [&](int64_t o, int64_t n) { return (IO::load(x + o, n) - max).exp(); });
+                             [&](int64_t o, int64_t n) { return vec_exp(IO::load(x + o, n) - max); });
   const Vec log_sum = sum.log();
   row.map(y, [&](int64_t o, int64_t n) { return (IO::load(x + o, n) - max) - log_sum; });
 }
@@ -128,7 +128,7 @@ void log_softmax_backward_row(const Row& row, const T* g, const T* y, T* dx) {
   using IO = VecIO<T>;
   using Vec = typename IO::Vec;
   const Vec sum = row.reduce(0, vec_add<Vec>, [&](int64_t o, int64_t n) { return IO::load(g + o, n); });
-  row.map(dx, [&](int64_t o, int64_t n) { return IO::load(g + o, n) - IO::load(y + o, n).exp() * sum; });
+  row.map(dx, [&](int64_t o, int64_t n) { return IO::load(g + o, n) - vec_exp(IO::load(y + o, n)) * sum; });
 }
 
 struct RowShape {
