@@ -6,25 +6,14 @@
 import pytest
 import torch
 
+from fastact.bench import training_step
+
 
 def make_case(shape, backward):
     torch.manual_seed(0)
     x = torch.randn(shape, requires_grad=backward)
     g = torch.randn(shape)
     return x, g
-
-
-def step(fn, x, g, backward):
-    """A forward call, or a training step's share of one: forward, backward,
-    and dropping the gradient as zero_grad(set_to_none=True) does."""
-    if not backward:
-        return lambda: fn(x)
-
-    def fwd_bwd():
-        fn(x).backward(g)
-        x.grad = None
-
-    return fwd_bwd
 
 
 @pytest.fixture
@@ -34,6 +23,6 @@ def run_case(benchmark):
         x, g = make_case(shape, backward)
         benchmark.extra_info["shape"] = list(shape)
         benchmark.extra_info["mode"] = mode
-        benchmark(step(fn, x, g, backward))
+        benchmark(training_step(fn, x, g, backward))
 
     return run

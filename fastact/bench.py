@@ -7,6 +7,8 @@ GB/s from the bytes the op must move, next to a measured copy bandwidth.
 
     python -m fastact bench                     # default settings
     THP_MEM_ALLOC_ENABLE=1 python -m fastact bench   # torch on huge pages too
+
+It ends with the bytes autograd saves for a LeakyReLU MLP, torch and fastact.
 """
 import json
 import statistics
@@ -73,7 +75,7 @@ def compare(fns: Dict[str, Callable[[], None]], budget_s: float = 1.0, rounds: i
     return {name: statistics.median(s) for name, s in samples.items()}
 
 
-def _step(fn: Callable, x: torch.Tensor, g: torch.Tensor, backward: bool) -> Callable[[], None]:
+def training_step(fn: Callable, x: torch.Tensor, g: torch.Tensor, backward: bool) -> Callable[[], None]:
     """One call; with backward, a training step's share: forward, backward
     (its result becomes x.grad), and freeing that gradient as
     zero_grad(set_to_none=True) does. Each implementation gets its own x, so
@@ -109,8 +111,8 @@ def run(ops: List[str], sizes: List[Tuple[int, int]], modes: List[str], budget_s
                 g = torch.randn(shape)
                 x_fastact = x.detach().clone().requires_grad_(backward)
                 times = compare({
-                    "torch": _step(spec.torch_fn, x, g, backward),
-                    "fastact": _step(spec.fastact_fn, x_fastact, g, backward),
+                    "torch": training_step(spec.torch_fn, x, g, backward),
+                    "fastact": training_step(spec.fastact_fn, x_fastact, g, backward),
                 }, budget_s)
                 nbytes = x.numel() * x.element_size() * (spec.fwdbwd_bytes if backward else spec.fwd_bytes)
                 big = x.numel() * x.element_size() >= (1 << 20)
@@ -122,6 +124,42 @@ def run(ops: List[str], sizes: List[Tuple[int, int]], modes: List[str], budget_s
                 ))
                 progress(f"{name} {shape} {mode}")
     return results
+
+
+def saved_tensor_bytes(model: torch.nn.Module, x: torch.Tensor) -> int:
+    """Bytes of the distinct storages autograd saves for backward in one forward."""
+    storages = {}
+
+    def pack(t):
+        storages[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        model(x).sum()
+    return sum(storages.values())
+
+
+def leaky_mlp(leaky_relu: Callable[[], torch.nn.Module], sizes=(784, 1024, 1024, 10)) -> torch.nn.Sequential:
+    """Linear -> LeakyReLU -> ... -> Linear, seeded."""
+    torch.manual_seed(0)
+    layers: List[torch.nn.Module] = []
+    for i, (a, b) in enumerate(zip(sizes, sizes[1:])):
+        layers.append(torch.nn.Linear(a, b))
+        if i < len(sizes) - 2:
+            layers.append(leaky_relu())
+    return torch.nn.Sequential(*layers)
+
+
+def saved_bytes_report(batch: int = 4096) -> str:
+    """torch against fastact: what a 784-1024-1024-10 LeakyReLU MLP keeps for backward."""
+    import fastact
+
+    x = torch.randn(batch, 784)
+    theirs = saved_tensor_bytes(leaky_mlp(lambda: torch.nn.LeakyReLU(0.01)), x)
+    ours = saved_tensor_bytes(leaky_mlp(lambda: fastact.LeakyReLU(0.01)), x)
+    mib, activation = 1 << 20, batch * 1024 * 4
+    return (f"saved for backward, 784-1024-1024-10 LeakyReLU MLP, batch {batch}: torch {theirs / mib:.1f} MiB, "
+            f"fastact {ours / mib:.1f} MiB ({(theirs - ours) / activation:.1f} activations of {batch}x1024 less)")
 
 
 def format_table(results: List[Result], copy_gbps: float) -> str:
@@ -146,6 +184,7 @@ def main(args) -> int:
     results = run(ops, sizes, modes, args.budget, progress=lambda s: print(f"  measured {s}", flush=True)
                   if args.verbose else None)
     print(format_table(results, copy_gbps))
+    print(saved_bytes_report())
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"settings": settings, "copy_gbps": copy_gbps,

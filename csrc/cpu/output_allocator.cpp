@@ -37,10 +37,16 @@ namespace fastact::cpu {
 namespace {
 
 constexpr size_t kHugePage = size_t(2) << 20;
+constexpr size_t kPage = size_t(4) << 10;
+// From here up, outputs come from our own mappings (and their cache): glibc
+// serves such sizes with fresh mmaps or from its heap depending on its
+// adaptive threshold, so whether a 1 MiB output page-faults on every use
+// otherwise depends on the process's allocation history.
+constexpr size_t kMappedMin = size_t(256) << 10;
 
 size_t round_up(size_t n, size_t to) { return (n + to - 1) / to * to; }
 
-// FASTACT_HUGE_PAGES=0 turns the huge-page outputs off (for comparisons).
+// FASTACT_HUGE_PAGES=0 turns our own mappings off: plain torch allocations.
 bool huge_pages_enabled() {
   static const bool enabled = [] {
     const char* env = std::getenv("FASTACT_HUGE_PAGES");
@@ -118,7 +124,11 @@ void release_mapping(void* ctx) {
   delete m;
 }
 
-void* map_huge(size_t length) {
+void* map_pages(size_t length) {
+  if (length < kHugePage) {
+    void* data = mmap(nullptr, length, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    return data == MAP_FAILED ? nullptr : data;
+  }
   // Over-map by one huge page, then trim to a 2 MiB-aligned window: THP
   // backs only aligned 2 MiB ranges.
   void* raw = mmap(nullptr, length + kHugePage, PROT_READ | PROT_WRITE,
@@ -137,12 +147,12 @@ void* map_huge(size_t length) {
 class HugePageAllocator final : public c10::Allocator {
  public:
   c10::DataPtr allocate(size_t nbytes) override {
-    if (nbytes < kHugePage || !huge_pages_enabled()) {
+    if (nbytes < kMappedMin || !huge_pages_enabled()) {
       return c10::GetDefaultCPUAllocator()->allocate(nbytes);
     }
-    const size_t length = round_up(nbytes, kHugePage);
+    const size_t length = round_up(nbytes, nbytes < kHugePage ? kPage : kHugePage);
     void* data = mapping_cache().take(length);
-    if (data == nullptr) data = map_huge(length);
+    if (data == nullptr) data = map_pages(length);
     if (data == nullptr) return c10::GetDefaultCPUAllocator()->allocate(nbytes);
     return {data, new Mapping{data, length}, &release_mapping, c10::Device(c10::DeviceType::CPU)};
   }
