@@ -30,6 +30,7 @@ PYBIND11_MODULE(_C, m) {
   m.def("leaky_relu", &ops::leaky_relu, release());
   m.def("leaky_relu_", [](at::Tensor x, double slope) { ops::leaky_relu_(x, slope); }, release());
   m.def("softmax", &ops::softmax, release());
+  m.def("cross_entropy", &ops::cross_entropy, release());
   m.def("log_softmax", &ops::log_softmax, release());
 }
 
@@ -82,4 +83,14 @@ TORCH_LIBRARY(fastact, m) {
   m.def("log_softmax(Tensor self, int dim) -> Tensor");
   m.def(
       "log_softmax_backward(Tensor grad_output, Tensor output, int dim) -> Tensor");
+
+  // Fused softmax cross entropy over input [rows, classes] (the Python layer
+  // moves the class dim last). target: int64 class indices [rows], or class
+  // probabilities [rows, classes]. reduction: 0 none, 1 mean, 2 sum (torch's
+  // enum). Returns the loss and, when compute_grad, d loss / d input for an
+  // incoming gradient of 1 (already scaled for the reduction), computed in
+  // the same pass; else an empty tensor. Backward only scales it.
+  m.def(
+      "cross_entropy(Tensor input, Tensor target, Tensor? weight, int reduction, "
+      "int ignore_index, float label_smoothing, bool compute_grad) -> (Tensor, Tensor)");
 }

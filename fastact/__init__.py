@@ -6,10 +6,10 @@
 from fastact import _fake
 from fastact import functional
 from fastact._backend import BackendInfo, backend
-from fastact.modules import LeakyReLU, LogSoftmax, ReLU, Softmax
+from fastact.modules import CrossEntropyLoss, LeakyReLU, LogSoftmax, ReLU, Softmax
 from fastact.swap import swap
 
 __version__ = "0.1.0"
-__all__ = ["ReLU", "LeakyReLU", "Softmax", "LogSoftmax", "functional", "swap", "backend", "BackendInfo"]
+__all__ = ["ReLU", "LeakyReLU", "Softmax", "LogSoftmax", "CrossEntropyLoss", "functional", "swap", "backend", "BackendInfo"]
 
 _fake.register()

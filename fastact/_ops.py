@@ -20,6 +20,7 @@ _NAMES = (
     "leaky_relu", "leaky_relu_", "leaky_relu_backward",
     "softmax", "softmax_backward",
     "log_softmax", "log_softmax_backward",
+    "cross_entropy",
 )
 
 

@@ -5,6 +5,7 @@ implements: same names, parameters, defaults and results.
     leaky_relu(x, a)  = x if x > 0 else a * x
     softmax(x, d)     = exp(x - max) / sum_d exp(x - max)
     log_softmax(x, d) = x - max - log sum_d exp(x - max)
+    cross_entropy     = softmax + negative log likelihood, fused (see below)
 
 Each is one registered op (torch.ops.fastact.*) with a C++ autograd kernel;
 backward saves the output only.
@@ -15,11 +16,12 @@ from typing import Optional
 import torch
 from torch import Tensor
 from torch.compiler import is_compiling
-from torch.overrides import handle_torch_function, has_torch_function_unary
+from torch.nn import _reduction
+from torch.overrides import handle_torch_function, has_torch_function_unary, has_torch_function_variadic
 
 from fastact import _ops
 
-__all__ = ["relu", "relu_", "leaky_relu", "leaky_relu_", "softmax", "log_softmax"]
+__all__ = ["relu", "relu_", "leaky_relu", "leaky_relu_", "softmax", "log_softmax", "cross_entropy"]
 
 
 def relu(input: Tensor, inplace: bool = False) -> Tensor:
@@ -97,3 +99,84 @@ def log_softmax(input: Tensor, dim: Optional[int] = None, _stacklevel: int = 3,
             log_softmax, (input,), input, dim=dim, _stacklevel=_stacklevel, dtype=dtype
         )
     return _softmax_family("log_softmax", input, dim, _stacklevel, dtype)
+
+
+def _check_index_target(input: Tensor, target: Tensor) -> None:
+    # torch's checks and messages (nll_loss_nd)
+    if target.dtype not in (torch.int64, torch.uint8):
+        raise RuntimeError(f"expected target dtype to be Long or Byte, but got {str(target.dtype).split('.')[1].capitalize()}"
+                           .replace("Int64", "Long").replace("Int32", "Int"))
+    if input.dim() == 1:
+        if target.dim() != 0:
+            raise RuntimeError(f"0D or 1D target tensor expected, multi-target not supported")
+        return
+    if target.dim() == 0 or input.size(0) != target.size(0):
+        raise ValueError(f"Expected input batch_size ({input.size(0)}) to match target batch_size "
+                         f"({target.size(0) if target.dim() else 0}).")
+    if target.shape[1:] != input.shape[2:]:
+        expected = [input.size(0), *input.shape[2:]]
+        raise RuntimeError(f"Expected target size {expected}, got {list(target.shape)}")
+
+
+def cross_entropy(input: Tensor, target: Tensor, weight: Optional[Tensor] = None,
+                  size_average: Optional[bool] = None, ignore_index: int = -100,
+                  reduce: Optional[bool] = None, reduction: str = "mean",
+                  label_smoothing: float = 0.0) -> Tensor:
+    r"""cross_entropy(input, target, weight=None, size_average=None, ignore_index=-100,
+    reduce=None, reduction='mean', label_smoothing=0.0) -> Tensor
+
+    torch.nn.functional.cross_entropy, fused: one pass over each row computes
+    max and log-sum-exp and, when input needs a gradient, writes that
+    gradient; the N x C log-probabilities are never formed, and backward is
+    one scaling pass (none when the loss's gradient is exactly 1).
+
+    input: (C), (N, C) or (N, C, d1, ..., dk). target: class indices (int64
+    or uint8) of shape (), (N) or (N, d1, ..., dk), with ignore_index; or
+    class probabilities of input's shape. Per sample, with p = softmax over
+    the class dim and e = label_smoothing:
+        indices:       (1 - e) w_y (-log p_y) + (e / C) sum_c w_c (-log p_c)
+        probabilities: sum_c w_c t'_c (-log p_c),  t' = (1 - e) t + e / C
+    'mean' divides by the sum of w_y over targets not ignored (indices) or by
+    the number of samples (probabilities), as torch does.
+
+    Not supported (clear errors): gradients with respect to target or weight,
+    double backward, forward-mode AD.
+    """
+    if has_torch_function_variadic(input, target, weight):
+        return handle_torch_function(
+            cross_entropy, (input, target, weight), input, target, weight=weight,
+            size_average=size_average, ignore_index=ignore_index, reduce=reduce,
+            reduction=reduction, label_smoothing=label_smoothing,
+        )
+    if size_average is not None or reduce is not None:
+        reduction = _reduction.legacy_get_string(size_average, reduce)
+    reduction_enum = _reduction.get_enum(reduction)  # ValueError for an unknown name, as torch
+    if input.dim() == 0:
+        raise RuntimeError("cross_entropy: expected input of at least 1 dimension, got a 0-dim tensor")
+    if not 0.0 <= label_smoothing <= 1.0:
+        raise RuntimeError(f"label_smoothing must be between 0.0 and 1.0. Got: {label_smoothing}")
+    probabilities = input.shape == target.shape
+    if probabilities:
+        if not target.is_floating_point():
+            raise RuntimeError(f"Expected floating point type for target with class probabilities, got "
+                               f"{str(target.dtype).split('.')[1].capitalize()}".replace("Int64", "Long"))
+        if ignore_index >= 0:
+            raise RuntimeError("ignore_index is not supported for floating point target")
+        target = target.to(input.dtype)
+    else:
+        _check_index_target(input, target)
+        target = target.long()
+
+    class_dim = 1 if input.dim() >= 2 else 0
+    n_classes = input.size(class_dim)
+    # to [rows, classes]: the class dim last (a copy only for (N, C, d...) inputs)
+    rows = input.movedim(class_dim, -1).reshape(-1, n_classes)
+    flat_target = target.movedim(class_dim, -1).reshape(-1, n_classes) if probabilities else target.reshape(-1)
+
+    ops = _ops.traced if is_compiling() else _ops.eager
+    loss, _ = ops.cross_entropy(rows, flat_target, weight, reduction_enum, ignore_index,
+                                float(label_smoothing), True)
+    if reduction_enum == 0:  # none: the per-sample shape
+        batch_shape = input.shape[:class_dim] + input.shape[class_dim + 1:]
+        loss = loss.reshape(batch_shape)
+    return loss

@@ -5,7 +5,7 @@ from torch import Tensor, nn
 
 from fastact import functional as F
 
-__all__ = ["ReLU", "LeakyReLU", "Softmax", "LogSoftmax"]
+__all__ = ["ReLU", "LeakyReLU", "Softmax", "LogSoftmax", "CrossEntropyLoss"]
 
 
 class ReLU(nn.ReLU):
@@ -36,5 +36,14 @@ class LogSoftmax(nn.LogSoftmax):
         return F.log_softmax(input, self.dim, _stacklevel=5)
 
 
+class CrossEntropyLoss(nn.CrossEntropyLoss):
+    __doc__ = nn.CrossEntropyLoss.__doc__
+
+    def forward(self, input: Tensor, target: Tensor) -> Tensor:
+        return F.cross_entropy(input, target, weight=self.weight, ignore_index=self.ignore_index,
+                               reduction=self.reduction, label_smoothing=self.label_smoothing)
+
+
 # torch module -> its fastact replacement; fastact.swap reads this.
-REPLACEMENTS = {nn.ReLU: ReLU, nn.LeakyReLU: LeakyReLU, nn.Softmax: Softmax, nn.LogSoftmax: LogSoftmax}
+REPLACEMENTS = {nn.ReLU: ReLU, nn.LeakyReLU: LeakyReLU, nn.Softmax: Softmax, nn.LogSoftmax: LogSoftmax,
+                nn.CrossEntropyLoss: CrossEntropyLoss}

@@ -62,6 +62,15 @@ inline at::Tensor log_softmax_backward(const at::Tensor& g, const at::Tensor& y,
   static const auto op = lookup<SoftmaxBackwardSig>("fastact::log_softmax_backward");
   return op.call(g, y, dim);
 }
+inline std::tuple<at::Tensor, at::Tensor> cross_entropy(const at::Tensor& input, const at::Tensor& target,
+                                                        const std::optional<at::Tensor>& weight,
+                                                        int64_t reduction, int64_t ignore_index,
+                                                        double label_smoothing, bool compute_grad) {
+  static const auto op = lookup<std::tuple<at::Tensor, at::Tensor>(
+      const at::Tensor&, const at::Tensor&, const std::optional<at::Tensor>&, int64_t, int64_t, double,
+      bool)>("fastact::cross_entropy");
+  return op.call(input, target, weight, reduction, ignore_index, label_smoothing, compute_grad);
+}
 }  // namespace ops
 
 // True when the call must be recorded for autograd.

@@ -1,16 +1,11 @@
 // CPU kernels for softmax and log_softmax, forward and backward.
 //
-// The tensor is viewed as [outer, C, inner] around the reduced dim. Each op's
-// math is written once (the *_row functions below) against a row policy:
-//  - LastDimRow (inner == 1): a row is C contiguous elements; reductions run
-//    across vector lanes and end with a horizontal reduce;
-//  - StridedRows (inner > 1): up to one vector of neighbouring rows at once,
-//    lane k holding row k; element c of the rows sits at offset c * inner, so
-//    reductions are lane-wise and every load is contiguous.
-// Arithmetic is in acc_t (fp32 for half/bfloat16); softmax keeps exp(x - max)
+// The tensor is viewed as [outer, C, inner] around the reduced dim (rows.h);
+// each op's math is written once, in the *_row functions below, against
+// either row policy. Arithmetic is in acc_t (fp32 for half/bfloat16); softmax keeps exp(x - max)
 // in an fp32 scratch row so reduced precision is rounded once, at the end.
 #include "cpu/output_allocator.h"
-#include "cpu/vec_io.h"
+#include "cpu/rows.h"
 
 #include <ATen/Dispatch.h>
 #include <ATen/WrapDimUtils.h>
@@ -21,66 +16,6 @@
 
 namespace fastact::cpu {
 namespace {
-
-template <typename T>
-struct LastDimRow {
-  using IO = VecIO<T>;
-  using Vec = typename IO::Vec;
-  using Acc = acc_t<T>;
-  int64_t C;
-  bool stream;  // write the row's output with non-temporal stores
-
-  // Folds body(offset, count) over the row with `op`, then across lanes; the
-  // result is broadcast to every lane. Lanes past a row's end never enter it.
-  template <typename Body, typename Op>
-  Vec reduce(Acc init, const Op& op, const Body& body) const {
-    Vec acc(init);
-    int64_t i = 0;
-    for (; i + IO::kStep <= C; i += IO::kStep) acc = op(acc, body(i, IO::kStep));
-    if (i < C) acc = Vec::set(acc, op(acc, body(i, C - i)), C - i);
-    return Vec(at::vec::vec_reduce_all<Acc>(op, acc));
-  }
-  template <typename Body>
-  void map(T* out, const Body& body) const {
-    map_vectors(out, C, stream, body);
-  }
-  // Scratch of C accumulators (plus a vector of slack for the tail's store),
-  // element at offset o in slot o.
-  int64_t scratch_size() const { return C + IO::kStep; }
-  int64_t scratch_index(int64_t o) const { return o; }
-};
-
-template <typename T>
-struct StridedRows {
-  using IO = VecIO<T>;
-  using Vec = typename IO::Vec;
-  using Acc = acc_t<T>;
-  int64_t C, inner, lanes;  // lanes <= kStep rows, starting at the row pointer
-
-  template <typename Body, typename Op>
-  Vec reduce(Acc init, const Op& op, const Body& body) const {
-    Vec acc(init);
-    for (int64_t c = 0; c < C; ++c) acc = op(acc, body(c * inner, lanes));
-    return acc;
-  }
-  template <typename Body>
-  void map(T* out, const Body& body) const {
-    for (int64_t c = 0; c < C; ++c) IO::store(out + c * inner, body(c * inner, lanes), lanes);
-  }
-  // Scratch keeps a full vector per element: element c (offset c * inner)
-  // in slots [c * kStep, (c + 1) * kStep).
-  int64_t scratch_size() const { return C * IO::kStep; }
-  int64_t scratch_index(int64_t o) const { return o / inner * IO::kStep; }
-};
-
-template <typename Vec>
-Vec vec_max(const Vec& a, const Vec& b) {
-  return at::vec::maximum(a, b);  // propagates NaN, so a NaN row stays NaN
-}
-template <typename Vec>
-Vec vec_add(const Vec& a, const Vec& b) {
-  return a + b;
-}
 
 // y = exp(x - max) / sum exp(x - max)
 template <typename T, typename Row>
@@ -129,42 +64,6 @@ void log_softmax_backward_row(const Row& row, const T* g, const T* y, T* dx) {
   using Vec = typename IO::Vec;
   const Vec sum = row.reduce(0, vec_add<Vec>, [&](int64_t o, int64_t n) { return IO::load(g + o, n); });
   row.map(dx, [&](int64_t o, int64_t n) { return IO::load(g + o, n) - vec_exp(IO::load(y + o, n)) * sum; });
-}
-
-struct RowShape {
-  int64_t outer, C, inner;
-};
-
-RowShape row_shape(const at::Tensor& t, int64_t dim) {
-  RowShape s{1, t.dim() == 0 ? 1 : t.size(dim), 1};
-  for (int64_t d = 0; d < dim; ++d) s.outer *= t.size(d);
-  for (int64_t d = dim + 1; d < t.dim(); ++d) s.inner *= t.size(d);
-  return s;
-}
-
-// Runs row_fn(row_policy, offset_of_row_start, scratch) over every row of a
-// contiguous [outer, C, inner] tensor, in parallel when it pays.
-template <typename T, typename RowFn>
-void for_each_row(const RowShape& s, bool stream, const RowFn& row_fn) {
-  using IO = VecIO<T>;
-  if (s.inner == 1) {
-    const LastDimRow<T> row{s.C, stream};
-    parallel_for_rows(s.outer, s.C, [&](int64_t begin, int64_t end) {
-      std::vector<acc_t<T>> scratch(row.scratch_size());
-      for (int64_t r = begin; r < end; ++r) row_fn(row, r * s.C, scratch.data());
-      if (stream) streaming_store_fence();
-    });
-    return;
-  }
-  const int64_t blocks_per_outer = (s.inner + IO::kStep - 1) / IO::kStep;
-  parallel_for_rows(s.outer * blocks_per_outer, s.C * IO::kStep, [&](int64_t begin, int64_t end) {
-    std::vector<acc_t<T>> scratch(s.C * IO::kStep);
-    for (int64_t b = begin; b < end; ++b) {
-      const int64_t o = b / blocks_per_outer, first = (b % blocks_per_outer) * IO::kStep;
-      const StridedRows<T> rows{s.C, s.inner, std::min<int64_t>(IO::kStep, s.inner - first)};
-      row_fn(rows, o * s.C * s.inner + first, scratch.data());
-    }
-  });
 }
 
 template <bool kLog>
