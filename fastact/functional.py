@@ -173,9 +173,11 @@ def cross_entropy(input: Tensor, target: Tensor, weight: Optional[Tensor] = None
     rows = input.movedim(class_dim, -1).reshape(-1, n_classes)
     flat_target = target.movedim(class_dim, -1).reshape(-1, n_classes) if probabilities else target.reshape(-1)
 
+    # The gradient is written in the forward pass only when it will be needed.
+    compute_grad = input.requires_grad and torch.is_grad_enabled()
     ops = _ops.traced if is_compiling() else _ops.eager
     loss, _ = ops.cross_entropy(rows, flat_target, weight, reduction_enum, ignore_index,
-                                float(label_smoothing), True)
+                                float(label_smoothing), compute_grad)
     if reduction_enum == 0:  # none: the per-sample shape
         batch_shape = input.shape[:class_dim] + input.shape[class_dim + 1:]
         loss = loss.reshape(batch_shape)

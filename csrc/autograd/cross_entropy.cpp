@@ -4,7 +4,8 @@
 //  - incoming gradient exactly 1 (a scalar loss, read on the CPU without any
 //    device sync): the tensor is the answer, no pass at all;
 //  - otherwise one scaling pass, in place when the graph is not retained
-//    (no second R x C buffer), out of place when it is.
+//    (no second R x C buffer), out of place when it is, or when the call is
+//    being traced by torch.compile (the compiler fuses the scale anyway).
 // The tensor is owned by this node alone (the Python layer drops the op's
 // second output), which is what makes handing it out or scaling it safe.
 #include "autograd/op_handles.h"
@@ -21,12 +22,17 @@ using torch::autograd::variable_list;
 
 constexpr int64_t kReductionNone = 0;
 
-// A plain CPU scalar holding exactly 1 (not a tensor being traced).
-bool is_concrete_one(const at::Tensor& g) {
+// A tensor seen by torch.compile / torch.export tracing (fake or functional):
+// no values to read, and no in-place tricks on graph outputs.
+bool is_traced(const at::Tensor& t) {
   static const auto traced = c10::DispatchKeySet({c10::DispatchKey::Python, c10::DispatchKey::Functionalize,
                                                   c10::DispatchKey::PythonTLSSnapshot});
-  return g.numel() == 1 && g.device().is_cpu() && g.layout() == at::kStrided &&
-         !g.key_set().has_any(traced) && g.item<double>() == 1.0;
+  return t.key_set().has_any(traced);
+}
+
+// A plain CPU scalar holding exactly 1.
+bool is_concrete_one(const at::Tensor& g) {
+  return g.numel() == 1 && g.device().is_cpu() && g.layout() == at::kStrided && g.item<double>() == 1.0;
 }
 
 struct CrossEntropyNode final : torch::autograd::Node {
@@ -44,12 +50,13 @@ struct CrossEntropyNode final : torch::autograd::Node {
     variable_list out(1);
     const at::Tensor& g = grads[0];
     if (!g.defined() || !should_compute_output(0)) return out;
-    if (reduction != kReductionNone && is_concrete_one(g)) {
+    const bool traced = is_traced(g) || is_traced(grad_input);
+    if (!traced && reduction != kReductionNone && is_concrete_one(g)) {
       out[0] = grad_input;  // released right after, so the next node may own it
       return out;
     }
     const at::Tensor scale = reduction == kReductionNone ? g.unsqueeze(-1) : g;
-    if (torch::autograd::get_current_graph_task_keep_graph()) {
+    if (traced || torch::autograd::get_current_graph_task_keep_graph()) {
       out[0] = grad_input * scale;
     } else {
       grad_input.mul_(scale);
@@ -77,9 +84,11 @@ std::tuple<at::Tensor, at::Tensor> cross_entropy(const at::Tensor& input, const 
               "not be differentiated");
   at::Tensor loss, grad_input;
   {
+    // compute_grad passes through as given: a compiled forward calls the op
+    // with autograd off and still needs the gradient for its backward graph.
     at::AutoDispatchBelowADInplaceOrView below;
     std::tie(loss, grad_input) =
-        ops::cross_entropy(input, target, weight, reduction, ignore_index, label_smoothing, grad);
+        ops::cross_entropy(input, target, weight, reduction, ignore_index, label_smoothing, compute_grad);
   }
   if (grad) {
     auto node = make_node<CrossEntropyNode>(input);

@@ -1,0 +1,331 @@
+"""fastact.functional.cross_entropy / fastact.CrossEntropyLoss against torch:
+every target form, shape, reduction, weight, smoothing and ignore_index;
+numerics, errors, and the fused backward's memory behaviour."""
+import copy
+import pickle
+
+import pytest
+import torch
+import torch.nn.functional as TF
+from hypothesis import given, settings, strategies as st
+
+import fastact
+import fastact.functional as F
+from reference import DTYPES, assert_same
+
+SHAPES = [(7,), (0, 5), (6, 5), (4, 5, 3), (2, 6, 3, 2), (3, 40)]
+REDUCTIONS = ["mean", "sum", "none"]
+
+
+def make_problem(shape, dtype, form, weighted, smoothing, ignore, seed=0, scale=3.0):
+    """(input, target, kwargs) for one case; called twice to get two copies."""
+    gen = torch.Generator().manual_seed(seed)
+    x = (torch.randn(shape, generator=gen, dtype=torch.float64) * scale).to(dtype)
+    class_dim = 1 if len(shape) >= 2 else 0
+    C = shape[class_dim]
+    batch = shape[:class_dim] + shape[class_dim + 1:]
+    if form == "index":
+        target = torch.randint(0, C, batch, generator=gen)
+        if ignore and target.numel():
+            target.view(-1)[:: 3] = 1  # class 1 is the ignored one
+    else:
+        target = torch.softmax(torch.randn(shape, generator=gen, dtype=torch.float64) * 2, class_dim).to(dtype)
+    kwargs = {"label_smoothing": smoothing}
+    if weighted:
+        kwargs["weight"] = (torch.rand(C, generator=gen, dtype=torch.float64) + 0.1).to(dtype)
+    if ignore and form == "index":
+        kwargs["ignore_index"] = 1
+    return x, target, kwargs
+
+
+def check_case(shape, dtype, form, reduction, weighted=False, smoothing=0.0, ignore=False, seed=0, scale=3.0,
+               upstream=1.0):
+    make = lambda: make_problem(shape, dtype, form, weighted, smoothing, ignore, seed, scale)
+    (xf, t, kw), (xt, _, _), (x64, t64, kw64) = make(), make(), make()
+    xf.requires_grad_()
+    xt.requires_grad_()
+    x64 = x64.double().requires_grad_()
+    t64 = t64.double() if form == "probs" else t64
+    kw64 = {k: (v.double() if torch.is_tensor(v) else v) for k, v in kw64.items()}
+    lf = F.cross_entropy(xf, t, reduction=reduction, **kw)
+    lt = TF.cross_entropy(xt, t, reduction=reduction, **kw)
+    l64 = TF.cross_entropy(x64, t64, reduction=reduction, **kw64)
+    assert_same(lf, lt, l64)
+    g = torch.full_like(lt, upstream) if lt.dim() == 0 else torch.rand(lt.shape, dtype=torch.float64).to(dtype)
+    (gf,) = torch.autograd.grad(lf, xf, g)
+    (gt,) = torch.autograd.grad(lt, xt, g)
+    (g64,) = torch.autograd.grad(l64, x64, g.double())
+    assert_same(gf, gt, g64, scale_tol=True)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("form", ["index", "probs"])
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+def test_matches_torch(dtype, shape, form, reduction):
+    check_case(shape, dtype, form, reduction)
+
+
+# ignore_index only with index targets: torch refuses it for probabilities (tested below)
+@pytest.mark.parametrize("form,ignore", [("index", False), ("index", True), ("probs", False)])
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("smoothing", [0.0, 0.25, 1.0])
+@pytest.mark.parametrize("shape", [(6, 5), (4, 5, 3)])
+def test_options_in_every_combination(form, ignore, reduction, weighted, smoothing, shape):
+    check_case(shape, torch.float64, form, reduction, weighted, smoothing, ignore)
+    check_case(shape, torch.float32, form, reduction, weighted, smoothing, ignore, upstream=2.5)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("form", ["index", "probs"])
+def test_stable_for_large_logits(dtype, form):
+    check_case((16, 50), dtype, form, "mean", scale=1e4 / 3)
+    check_case((16, 50), dtype, form, "none", weighted=True, smoothing=0.1, scale=1e4 / 3)
+
+
+@pytest.mark.parametrize("form", ["index", "probs"])
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+def test_inf_and_nan_rows_as_torch(form, reduction):
+    inf, nan = float("inf"), float("nan")
+    x = torch.randn(6, 4)
+    x[0, 2] = -inf            # a -inf logit that is not the target
+    x[1] = -inf               # a whole row of -inf
+    x[2, 1] = nan             # NaN in, NaN out
+    x[3, 0] = 1e4
+    target = torch.tensor([0, 1, 2, 3, 0, 1]) if form == "index" else torch.softmax(torch.randn(6, 4), 1)
+    xf, xt = x.clone().requires_grad_(), x.clone().requires_grad_()
+    lf, lt = F.cross_entropy(xf, target, reduction=reduction), TF.cross_entropy(xt, target, reduction=reduction)
+    assert_same(lf, lt)
+    g = torch.ones_like(lt)
+    assert_same(torch.autograd.grad(lf, xf, g)[0], torch.autograd.grad(lt, xt, g)[0])
+
+
+def test_target_logit_minus_inf_gives_inf_loss():
+    x = torch.tensor([[-float("inf"), 0.0, 1.0]])
+    assert F.cross_entropy(x, torch.tensor([0])).item() == float("inf") == TF.cross_entropy(x, torch.tensor([0])).item()
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("smoothing", [0.0, 0.3])
+def test_all_targets_ignored(reduction, smoothing):
+    x = torch.randn(4, 3, requires_grad=True)
+    y = torch.full((4,), -100)
+    lf, lt = F.cross_entropy(x, y, reduction=reduction, label_smoothing=smoothing), \
+        TF.cross_entropy(x, y, reduction=reduction, label_smoothing=smoothing)
+    assert_same(lf, lt)  # mean: nan, as torch
+    assert_same(torch.autograd.grad(lf.sum(), x)[0], torch.autograd.grad(lt.sum(), x)[0])
+
+
+def test_uint8_targets_and_legacy_reduction_args():
+    x = torch.randn(5, 4)
+    y = torch.tensor([0, 1, 2, 3, 1], dtype=torch.uint8)
+    assert_same(F.cross_entropy(x, y), TF.cross_entropy(x, y))
+    with pytest.warns(UserWarning):
+        expect = TF.cross_entropy(x, y.long(), size_average=False)
+    with pytest.warns(UserWarning):
+        assert_same(F.cross_entropy(x, y.long(), size_average=False), expect)
+
+
+def test_seed_notebook_one_hot_double_target():
+    scores = torch.tensor([[-0.1211, 0.1059]]).double()
+    one_hot = torch.tensor([[1, 0]]).double()
+    assert_same(F.cross_entropy(scores, one_hot), TF.cross_entropy(scores, one_hot))
+    assert_same(fastact.CrossEntropyLoss()(scores, one_hot), torch.nn.CrossEntropyLoss()(scores, one_hot))
+
+
+def test_probability_target_of_another_float_dtype():
+    x = torch.randn(3, 4, dtype=torch.float64)
+    t = torch.softmax(torch.randn(3, 4), 1)
+    assert_same(F.cross_entropy(x, t), TF.cross_entropy(x, t))
+
+
+@pytest.mark.parametrize("bad_target,error,match", [
+    (torch.tensor([0, 1, 5]), IndexError, "Target 5 is out of bounds"),
+    (torch.tensor([0, -1, 2]), IndexError, "Target -1 is out of bounds"),
+    (torch.tensor([0, 1, 2], dtype=torch.int32), RuntimeError, "expected target dtype to be Long or Byte, but got Int"),
+    (torch.tensor([0.0, 1.0, 2.0]), RuntimeError, "expected target dtype to be Long or Byte, but got Float"),
+    (torch.tensor([0, 1]), ValueError, r"Expected input batch_size \(3\) to match target batch_size \(2\)"),
+    (torch.zeros(3, 4, dtype=torch.long), RuntimeError, "Expected floating point type for target with class probabilities"),
+])
+def test_bad_targets_raise_like_torch(bad_target, error, match):
+    x = torch.randn(3, 4)
+    with pytest.raises(error):
+        TF.cross_entropy(x, bad_target)
+    with pytest.raises(error, match=match):
+        F.cross_entropy(x, bad_target)
+
+
+def test_bad_options_raise_like_torch():
+    x, y = torch.randn(3, 4), torch.tensor([0, 1, 2])
+    cases = [
+        (dict(weight=torch.ones(5)), RuntimeError, "weight tensor should be defined either for all 4 classes"),
+        (dict(label_smoothing=1.5), RuntimeError, "label_smoothing must be between 0.0 and 1.0"),
+        (dict(reduction="avg"), ValueError, "avg is not a valid value for reduction"),
+    ]
+    for kwargs, error, match in cases:
+        with pytest.raises(error):
+            TF.cross_entropy(x, y, **kwargs)
+        with pytest.raises(error, match=match):
+            F.cross_entropy(x, y, **kwargs)
+    t = torch.softmax(torch.randn(3, 4), 1)
+    with pytest.raises(RuntimeError, match="ignore_index is not supported for floating point target"):
+        F.cross_entropy(x, t, ignore_index=1)
+    with pytest.raises(RuntimeError, match=r"Expected target size \[2, 3\], got \[2, 4\]"):
+        F.cross_entropy(torch.randn(2, 4, 3), torch.zeros(2, 4, dtype=torch.long))
+
+
+def test_out_of_range_target_leaves_nothing_half_done():
+    x = torch.randn(4, 3, requires_grad=True)
+    with pytest.raises(IndexError, match="Target 7"):
+        F.cross_entropy(x, torch.tensor([0, 1, 2, 7]), reduction="none")
+    assert x.grad is None
+
+
+def test_input_is_never_overwritten():
+    x = torch.randn(8, 5, requires_grad=True)
+    before = x.detach().clone()
+    loss = F.cross_entropy(x, torch.randint(0, 5, (8,)))
+    loss.backward()
+    torch.testing.assert_close(x.detach(), before)
+
+
+def test_no_grad_writes_no_gradient(monkeypatch):
+    seen = []
+    real = fastact._ops.eager.cross_entropy
+    monkeypatch.setattr(fastact._ops.eager, "cross_entropy", lambda *a: seen.append(a[-1]) or real(*a))
+    x, y = torch.randn(8, 5, requires_grad=True), torch.randint(0, 5, (8,))
+    with torch.no_grad():
+        F.cross_entropy(x, y)
+    F.cross_entropy(x.detach(), y)
+    F.cross_entropy(x, y)
+    assert seen == [False, False, True], "compute_grad only when the input will get a gradient"
+    _, grad = torch.ops.fastact.cross_entropy(x.detach(), y, None, 1, -100, 0.0, False)
+    assert grad.numel() == 0
+    with pytest.raises(RuntimeError, match="compute_grad=False"):
+        torch.ops.fastact.cross_entropy(x, y, None, 1, -100, 0.0, False)
+
+
+def _capture_incoming_gradient(reduction="mean", upstream=None, retain=False):
+    """Runs the op directly and records the data pointer of the gradient
+    reaching the logits' producer, to see whether backward copied."""
+    base = torch.randn(16, 6, requires_grad=True)
+    logits = base * 1  # non-leaf: its grad flows on to MulBackward
+    seen = []
+    logits.register_hook(lambda g: seen.append((g.data_ptr(), g.clone())))
+    loss, grad = torch.ops.fastact.cross_entropy(logits, torch.randint(0, 6, (16,)), None,
+                                                 {"none": 0, "mean": 1, "sum": 2}[reduction], -100, 0.0, True)
+    ptr = grad.data_ptr()
+    expected = grad.clone()
+    del grad
+    if upstream is None:
+        loss.backward(retain_graph=retain)
+    else:
+        loss.backward(upstream, retain_graph=retain)
+    return ptr, expected, seen, loss
+
+
+def test_backward_with_unit_gradient_is_no_pass_at_all():
+    ptr, expected, seen, _ = _capture_incoming_gradient()
+    assert seen[0][0] == ptr, "the forward's gradient is handed on as it is"
+    torch.testing.assert_close(seen[0][1], expected)
+
+
+def test_backward_scales_in_place_when_the_graph_is_not_retained():
+    ptr, expected, seen, _ = _capture_incoming_gradient(upstream=torch.tensor(3.0))
+    assert seen[0][0] == ptr
+    torch.testing.assert_close(seen[0][1], expected * 3)
+
+
+def test_retain_graph_backward_twice_gives_the_same_gradient():
+    ptr, expected, seen, loss = _capture_incoming_gradient(upstream=torch.tensor(2.0), retain=True)
+    loss.backward(torch.tensor(2.0))
+    assert len(seen) == 2
+    torch.testing.assert_close(seen[0][1], expected * 2)
+    torch.testing.assert_close(seen[1][1], expected * 2)
+
+
+def test_backward_twice_without_retain_graph_raises():
+    x = torch.randn(4, 3, requires_grad=True)
+    loss = F.cross_entropy(x * 1, torch.tensor([0, 1, 2, 0]))
+    loss.backward()
+    with pytest.raises(RuntimeError, match="second time"):
+        loss.backward()
+
+
+def test_none_reduction_backward_scales_each_row():
+    x = torch.randn(5, 4, requires_grad=True)
+    y = torch.tensor([0, 1, 2, 3, 0])
+    w = torch.rand(4)
+    up = torch.randn(5)
+    (gf,) = torch.autograd.grad(F.cross_entropy(x, y, w, reduction="none"), x, up)
+    (gt,) = torch.autograd.grad(TF.cross_entropy(x, y, w, reduction="none"), x, up)
+    torch.testing.assert_close(gf, gt)
+
+
+def test_unsupported_derivatives_raise_clearly():
+    x = torch.randn(3, 4, requires_grad=True)
+    t = torch.softmax(torch.randn(3, 4), 1).requires_grad_()
+    with pytest.raises(NotImplementedError, match="target"):
+        F.cross_entropy(x, t)
+    with pytest.raises(NotImplementedError, match="weight"):
+        F.cross_entropy(x, torch.tensor([0, 1, 2]), weight=torch.ones(4, requires_grad=True))
+    with pytest.raises(RuntimeError, match="double backward"):
+        torch.autograd.grad(F.cross_entropy(x, torch.tensor([0, 1, 2])), x, create_graph=True)
+
+
+@pytest.mark.parametrize("form", ["index", "probs"])
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+def test_gradcheck(form, reduction):
+    x, t, kw = make_problem((5, 4, 2), torch.float64, form, weighted=True, smoothing=0.2,
+                            ignore=form == "index")
+    x.requires_grad_()
+    assert torch.autograd.gradcheck(lambda v: F.cross_entropy(v, t, reduction=reduction, **kw), (x,))
+
+
+@pytest.mark.parametrize("backend", ["aot_eager", "inductor"])
+def test_compiled_training_step(backend):
+    torch.manual_seed(0)
+    ref = torch.nn.Sequential(torch.nn.Linear(6, 16), torch.nn.ReLU(), torch.nn.Linear(16, 5))
+    fast = fastact.swap(copy.deepcopy(ref))
+    loss_ref, loss_fast = torch.nn.CrossEntropyLoss(label_smoothing=0.1), fastact.CrossEntropyLoss(label_smoothing=0.1)
+
+    def forward(model, criterion, x, y):
+        return criterion(model(x), y)
+
+    compiled = torch.compile(forward, fullgraph=True, backend=backend)
+    x, y = torch.randn(32, 6), torch.randint(0, 5, (32,))
+    loss_f, loss_r = compiled(fast, loss_fast, x, y), forward(ref, loss_ref, x, y)
+    torch.testing.assert_close(loss_f, loss_r)
+    loss_f.backward()
+    loss_r.backward()
+    for a, b in zip(fast.parameters(), ref.parameters()):
+        torch.testing.assert_close(a.grad, b.grad)
+
+
+def test_module_mirrors_torch():
+    w = torch.rand(4)
+    for kwargs in ({}, dict(weight=w, ignore_index=2, reduction="sum", label_smoothing=0.1)):
+        ours, theirs = fastact.CrossEntropyLoss(**kwargs), torch.nn.CrossEntropyLoss(**kwargs)
+        assert repr(ours) == repr(theirs)
+        assert ours.state_dict().keys() == theirs.state_dict().keys()
+        clone = pickle.loads(pickle.dumps(ours))
+        assert type(clone) is fastact.CrossEntropyLoss and clone.reduction == ours.reduction
+        x, y = torch.randn(5, 4), torch.tensor([0, 1, 2, 3, 1])
+        assert_same(ours(x, y), theirs(x, y))
+
+
+def test_swap_replaces_cross_entropy_loss():
+    holder = torch.nn.ModuleDict({"loss": torch.nn.CrossEntropyLoss(label_smoothing=0.2, ignore_index=3)})
+    fastact.swap(holder)
+    assert type(holder["loss"]) is fastact.CrossEntropyLoss
+    assert holder["loss"].label_smoothing == 0.2 and holder["loss"].ignore_index == 3
+
+
+@settings(max_examples=80, deadline=None, derandomize=True)
+@given(st.integers(0, 9), st.integers(1, 40), st.lists(st.integers(1, 4), max_size=2),
+       st.sampled_from(["index", "probs"]), st.sampled_from(REDUCTIONS), st.booleans(),
+       st.sampled_from([0.0, 0.1, 0.5]), st.booleans(), st.sampled_from([torch.float32, torch.float64]),
+       st.integers(0, 1000))
+def test_properties(n, c, spatial, form, reduction, weighted, smoothing, ignore, dtype, seed):
+    check_case((n, c, *spatial), dtype, form, reduction, weighted, smoothing, ignore and c > 1, seed)
