@@ -18,11 +18,12 @@ def make_case(shape, backward):
 
 @pytest.fixture
 def run_case(benchmark):
-    def run(fn, shape, mode):
+    def run(fn, shape, mode, aux=None):
+        """Benchmarks fn(x, aux) on a fresh x of `shape`."""
         backward = mode == "fwd+bwd"
         x, g = make_case(shape, backward)
         benchmark.extra_info["shape"] = list(shape)
         benchmark.extra_info["mode"] = mode
-        benchmark(training_step(fn, x, g, backward))
+        benchmark(training_step(fn, x, g, backward, aux))
 
     return run

@@ -8,10 +8,10 @@ import torch.nn.functional as TF
 import fastact.functional as F
 
 OPS = {
-    "relu": (TF.relu, F.relu),
-    "leaky_relu": (lambda x: TF.leaky_relu(x, 0.01), lambda x: F.leaky_relu(x, 0.01)),
-    "softmax": (lambda x: TF.softmax(x, -1), lambda x: F.softmax(x, -1)),
-    "log_softmax": (lambda x: TF.log_softmax(x, -1), lambda x: F.log_softmax(x, -1)),
+    "relu": (lambda x, _: TF.relu(x), lambda x, _: F.relu(x)),
+    "leaky_relu": (lambda x, _: TF.leaky_relu(x, 0.01), lambda x, _: F.leaky_relu(x, 0.01)),
+    "softmax": (lambda x, _: TF.softmax(x, -1), lambda x, _: F.softmax(x, -1)),
+    "log_softmax": (lambda x, _: TF.log_softmax(x, -1), lambda x, _: F.log_softmax(x, -1)),
 }
 SIZES = [(5, 10), (1000, 10), (256, 1024), (4096, 4096)]
 MODES = ["fwd", "fwd+bwd"]

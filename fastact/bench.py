@@ -8,7 +8,8 @@ GB/s from the bytes the op must move, next to a measured copy bandwidth.
     python -m fastact bench                     # default settings
     THP_MEM_ALLOC_ENABLE=1 python -m fastact bench   # torch on huge pages too
 
-It ends with the bytes autograd saves for a LeakyReLU MLP, torch and fastact.
+It ends with the bytes autograd saves for a LeakyReLU MLP, torch and fastact
+(and, with --memory, the peak resident memory of cross entropy).
 """
 import json
 import statistics
@@ -22,23 +23,38 @@ import torch.nn.functional as TF
 import fastact.functional as F
 
 SIZES = [(5, 10), (1000, 10), (256, 1024), (4096, 4096)]
+LOSS_SIZES = [(1000, 10), (4096, 4096), (4096, 32000)]
+
+
+def _class_indices(shape):
+    return torch.randint(0, shape[1], (shape[0],), generator=torch.Generator().manual_seed(1))
+
+
+def _class_probabilities(shape):
+    return torch.softmax(torch.randn(shape, generator=torch.Generator().manual_seed(1)), 1)
 
 
 @dataclass(frozen=True)
 class OpSpec:
-    torch_fn: Callable
+    torch_fn: Callable  # (x, aux) -> output
     fastact_fn: Callable
-    # bytes per element each mode must move: forward reads x and writes y;
-    # backward reads grad and the saved tensor, writes grad_input
+    # bytes per element (in units of x's element size) each mode must move.
+    # Activations: forward reads x, writes y; backward reads the gradient and
+    # the saved tensor, writes the input's gradient. Losses: forward reads x;
+    # forward+backward reads x and writes its gradient once.
     fwd_bytes: int = 2
     fwdbwd_bytes: int = 5
+    sizes: Tuple[Tuple[int, int], ...] = tuple(SIZES)
+    aux: Callable = lambda shape: None  # e.g. the targets of a loss
 
 
 OPS: Dict[str, OpSpec] = {
-    "relu": OpSpec(TF.relu, F.relu),
-    "leaky_relu": OpSpec(lambda x: TF.leaky_relu(x, 0.01), lambda x: F.leaky_relu(x, 0.01)),
-    "softmax": OpSpec(lambda x: TF.softmax(x, -1), lambda x: F.softmax(x, -1)),
-    "log_softmax": OpSpec(lambda x: TF.log_softmax(x, -1), lambda x: F.log_softmax(x, -1)),
+    "relu": OpSpec(lambda x, _: TF.relu(x), lambda x, _: F.relu(x)),
+    "leaky_relu": OpSpec(lambda x, _: TF.leaky_relu(x, 0.01), lambda x, _: F.leaky_relu(x, 0.01)),
+    "softmax": OpSpec(lambda x, _: TF.softmax(x, -1), lambda x, _: F.softmax(x, -1)),
+    "log_softmax": OpSpec(lambda x, _: TF.log_softmax(x, -1), lambda x, _: F.log_softmax(x, -1)),
+    "cross_entropy": OpSpec(TF.cross_entropy, F.cross_entropy, 1, 2, tuple(LOSS_SIZES), _class_indices),
+    "cross_entropy_probs": OpSpec(TF.cross_entropy, F.cross_entropy, 2, 3, tuple(LOSS_SIZES), _class_probabilities),
 }
 
 
@@ -52,6 +68,8 @@ class Result:
     ratio: float
     fastact_gbps: Optional[float]
     torch_gbps: Optional[float]
+    compile_ms: Optional[float] = None  # torch.compile of the torch function, with --compile
+    ratio_compile: Optional[float] = None
 
 
 def _per_call_seconds(fn: Callable[[], None], reps: int) -> float:
@@ -75,16 +93,18 @@ def compare(fns: Dict[str, Callable[[], None]], budget_s: float = 1.0, rounds: i
     return {name: statistics.median(s) for name, s in samples.items()}
 
 
-def training_step(fn: Callable, x: torch.Tensor, g: torch.Tensor, backward: bool) -> Callable[[], None]:
-    """One call; with backward, a training step's share: forward, backward
-    (its result becomes x.grad), and freeing that gradient as
-    zero_grad(set_to_none=True) does. Each implementation gets its own x, so
-    neither pays for freeing the other's tensors."""
+def training_step(fn: Callable, x: torch.Tensor, g: Optional[torch.Tensor], backward: bool,
+                  aux=None) -> Callable[[], None]:
+    """One call of fn(x, aux); with backward, a training step's share:
+    forward, backward with gradient g (None for a scalar loss), and freeing
+    x.grad as zero_grad(set_to_none=True) does. Each implementation gets its
+    own x, so neither pays for freeing the other's tensors."""
     if not backward:
-        return lambda: fn(x)
+        return lambda: fn(x, aux)
 
     def fwd_bwd():
-        fn(x).backward(g)
+        out = fn(x, aux)
+        out.backward(g if out.dim() else None)
         x.grad = None
 
     return fwd_bwd
@@ -98,22 +118,28 @@ def copy_bandwidth_gbps(n_bytes: int = 64 << 20) -> float:
     return 2 * n_bytes / t / 1e9
 
 
-def run(ops: List[str], sizes: List[Tuple[int, int]], modes: List[str], budget_s: float,
-        progress: Callable[[str], None] = lambda s: None) -> List[Result]:
+def run(ops: List[str], sizes: Optional[List[Tuple[int, int]]], modes: List[str], budget_s: float,
+        with_compile: bool = False, progress: Callable[[str], None] = lambda s: None) -> List[Result]:
     results = []
     for name in ops:
         spec = OPS[name]
-        for shape in sizes:
+        for shape in sizes or spec.sizes:
             for mode in modes:
                 backward = mode == "fwd+bwd"
                 torch.manual_seed(0)
                 x = torch.randn(shape, requires_grad=backward)
                 g = torch.randn(shape)
-                x_fastact = x.detach().clone().requires_grad_(backward)
-                times = compare({
-                    "torch": training_step(spec.torch_fn, x, g, backward),
-                    "fastact": training_step(spec.fastact_fn, x_fastact, g, backward),
-                }, budget_s)
+                aux = spec.aux(shape)
+                clone = lambda: x.detach().clone().requires_grad_(backward)
+                impls = {
+                    "torch": training_step(spec.torch_fn, x, g, backward, aux),
+                    "fastact": training_step(spec.fastact_fn, clone(), g, backward, aux),
+                }
+                if with_compile:
+                    torch._dynamo.reset()
+                    compiled = torch.compile(spec.torch_fn, fullgraph=True, dynamic=False)
+                    impls["compile"] = training_step(compiled, clone(), g, backward, aux)
+                times = compare(impls, budget_s)
                 nbytes = x.numel() * x.element_size() * (spec.fwdbwd_bytes if backward else spec.fwd_bytes)
                 big = x.numel() * x.element_size() >= (1 << 20)
                 results.append(Result(
@@ -121,9 +147,45 @@ def run(ops: List[str], sizes: List[Tuple[int, int]], modes: List[str], budget_s
                     times["torch"] / times["fastact"],
                     nbytes / times["fastact"] / 1e9 if big else None,
                     nbytes / times["torch"] / 1e9 if big else None,
+                    times["compile"] * 1e3 if with_compile else None,
+                    times["compile"] / times["fastact"] if with_compile else None,
                 ))
                 progress(f"{name} {shape} {mode}")
     return results
+
+
+_PEAK_CHILD = """
+import sys, torch, fastact, torch.nn.functional as TF
+impl, n, c = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+fn = TF.cross_entropy if impl == "torch" else fastact.functional.cross_entropy
+x = torch.randn(n, c, requires_grad=True)
+y = torch.randint(0, c, (n,))
+fn(x[:8], y[:8]).backward(); x.grad = None          # warm up (libraries, small buffers)
+def kib(field):
+    return int(next(l for l in open("/proc/self/status") if l.startswith(field)).split()[1])
+base = kib("VmRSS:")
+open("/proc/self/clear_refs", "w").write("5")          # reset the peak (VmHWM)
+fn(x, y).backward()
+print((kib("VmHWM:") - base) * 1024)
+"""
+
+
+def peak_memory_report(n: int = 4096, c: int = 32000) -> str:
+    """Peak extra resident memory of one cross entropy forward+backward, each
+    implementation in a fresh process (input and targets allocated first)."""
+    import subprocess
+    import sys
+
+    peaks = {}
+    for impl in ("torch", "fastact"):
+        out = subprocess.run([sys.executable, "-c", _PEAK_CHILD, impl, str(n), str(c)],
+                             capture_output=True, text=True, check=True)
+        peaks[impl] = int(out.stdout.split()[-1])
+    nc = n * c * 4
+    return (f"peak extra resident memory, cross entropy fwd+bwd {n}x{c} float32: "
+            f"torch {peaks['torch'] / nc:.2f} x N*C*4 ({peaks['torch'] / 2**20:.0f} MiB), "
+            f"fastact {peaks['fastact'] / nc:.2f} x N*C*4 ({peaks['fastact'] / 2**20:.0f} MiB), "
+            f"ratio {peaks['fastact'] / peaks['torch']:.2f}")
 
 
 def saved_tensor_bytes(model: torch.nn.Module, x: torch.Tensor) -> int:
@@ -163,28 +225,37 @@ def saved_bytes_report(batch: int = 4096) -> str:
 
 
 def format_table(results: List[Result], copy_gbps: float) -> str:
-    head = f"{'op':12s} {'shape':>12s} {'mode':8s} {'torch ms':>10s} {'fastact ms':>11s} {'ratio':>6s} {'GB/s torch':>10s} {'GB/s fastact':>12s}"
+    with_compile = any(r.compile_ms is not None for r in results)
+    head = (f"{'op':19s} {'shape':>13s} {'mode':8s} {'torch ms':>10s} {'fastact ms':>11s} {'ratio':>6s} "
+            f"{'GB/s torch':>10s} {'GB/s fastact':>12s}")
+    if with_compile:
+        head += f" {'compile ms':>11s} {'vs compile':>10s}"
     lines = [head, "-" * len(head)]
     for r in results:
         gb = (f"{r.torch_gbps:10.1f} {r.fastact_gbps:12.1f}" if r.fastact_gbps else f"{'':10s} {'':12s}")
-        lines.append(f"{r.op:12s} {str(r.shape):>12s} {r.mode:8s} {r.torch_ms:10.4f} {r.fastact_ms:11.4f} {r.ratio:6.2f} {gb}")
+        line = f"{r.op:19s} {str(r.shape):>13s} {r.mode:8s} {r.torch_ms:10.4f} {r.fastact_ms:11.4f} {r.ratio:6.2f} {gb}"
+        if with_compile:
+            line += f" {r.compile_ms:11.4f} {r.ratio_compile:10.2f}"
+        lines.append(line)
     lines.append(f"copy bandwidth (64 MiB copy_, read+write): {copy_gbps:.1f} GB/s")
     return "\n".join(lines)
 
 
 def main(args) -> int:
     import os
-    sizes = [tuple(int(v) for v in s.split("x")) for s in args.sizes] if args.sizes else SIZES
+    sizes = [tuple(int(v) for v in s.split("x")) for s in args.sizes] if args.sizes else None
     modes = ["fwd", "fwd+bwd"] if args.mode == "both" else [args.mode]
     ops = args.ops or list(OPS)
     settings = (f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
                 f"THP_MEM_ALLOC_ENABLE={os.environ.get('THP_MEM_ALLOC_ENABLE', 'unset')}, float32")
     print(settings, flush=True)
     copy_gbps = copy_bandwidth_gbps()
-    results = run(ops, sizes, modes, args.budget, progress=lambda s: print(f"  measured {s}", flush=True)
-                  if args.verbose else None)
+    results = run(ops, sizes, modes, args.budget, args.compile,
+                  progress=lambda s: print(f"  measured {s}", flush=True) if args.verbose else None)
     print(format_table(results, copy_gbps))
     print(saved_bytes_report())
+    if args.memory:
+        print(peak_memory_report())
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"settings": settings, "copy_gbps": copy_gbps,
@@ -194,7 +265,11 @@ def main(args) -> int:
 
 def add_arguments(parser) -> None:
     parser.add_argument("--ops", nargs="*", choices=list(OPS), help="ops to run (default: all)")
-    parser.add_argument("--sizes", nargs="*", help="RxC sizes (default: 5x10 1000x10 256x1024 4096x4096)")
+    parser.add_argument("--sizes", nargs="*", help="RxC sizes (default: 5x10 1000x10 256x1024 4096x4096; "
+                        "losses: 1000x10 4096x4096 4096x32000)")
+    parser.add_argument("--compile", action="store_true", help="also time torch.compile of the torch function")
+    parser.add_argument("--memory", action="store_true",
+                        help="also measure peak resident memory of cross entropy fwd+bwd at 4096x32000")
     parser.add_argument("--mode", choices=["fwd", "fwd+bwd", "both"], default="both")
     parser.add_argument("--budget", type=float, default=1.0, help="seconds per case (default 1)")
     parser.add_argument("--json", help="also write the results here")

@@ -13,7 +13,8 @@ import fastact
 import fastact.functional as F
 from reference import DTYPES, assert_same
 
-SHAPES = [(7,), (0, 5), (6, 5), (4, 5, 3), (2, 6, 3, 2), (3, 40)]
+# few classes (tiled rows) and many (row by row, from 128 float32 classes)
+SHAPES = [(7,), (0, 5), (6, 5), (4, 5, 3), (2, 6, 3, 2), (3, 40), (5, 200), (2, 300, 2)]
 REDUCTIONS = ["mean", "sum", "none"]
 
 
@@ -81,6 +82,7 @@ def test_options_in_every_combination(form, ignore, reduction, weighted, smoothi
 @pytest.mark.parametrize("form", ["index", "probs"])
 def test_stable_for_large_logits(dtype, form):
     check_case((16, 50), dtype, form, "mean", scale=1e4 / 3)
+    check_case((4, 300), dtype, form, "mean", weighted=True, scale=1e4 / 3)
     check_case((16, 50), dtype, form, "none", weighted=True, smoothing=0.1, scale=1e4 / 3)
 
 
@@ -329,3 +331,12 @@ def test_swap_replaces_cross_entropy_loss():
        st.integers(0, 1000))
 def test_properties(n, c, spatial, form, reduction, weighted, smoothing, ignore, dtype, seed):
     check_case((n, c, *spatial), dtype, form, reduction, weighted, smoothing, ignore and c > 1, seed)
+
+
+@pytest.mark.parametrize("shape", [(5003, 10), (1003, 100), (997, 23), (257, 300)])
+@pytest.mark.parametrize("form", ["index", "probs"])
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+def test_many_rows_split_across_threads(shape, form, reduction):
+    # both row paths (tiled for few classes, row by row for many), chunks
+    # ending mid-tile, weights, smoothing and ignored targets together
+    check_case(shape, torch.float32, form, reduction, weighted=True, smoothing=0.1, ignore=form == "index")

@@ -53,79 +53,172 @@ struct Problem {
   const int64_t* index_target;  // or
   const T* prob_target;
   const T* weight;  // nullptr: all ones
-  int64_t C, ignore_index;
+  int64_t R, C, ignore_index;
   Acc smoothing, weight_total;  // weight_total: W = sum_c w_c
   Acc grad_scale;               // the reduction's factor, folded into the gradient
   T* grad;                      // nullptr: no gradient
   bool stream;
 };
 
-// Returns row r's loss and writes its gradient.
-template <typename T>
-acc_t<T> cross_entropy_row(const Problem<T>& P, const LastDimRow<T>& row, int64_t r) {
+// What a row's (or, lane by lane, a block of rows') index target says: its
+// class y, the weight w_y, and whether it counts (all bits set) or is ignored.
+template <typename Vec>
+struct TargetLanes {
+  Vec y, w_y, valid;
+};
+
+// The math, once for both row policies: every per-row quantity is a vector
+// (broadcast on a LastDimRow, one row per lane on StridedRows). x, t and grad
+// point at the row (block) start. Returns the loss of each lane's row.
+template <typename T, typename Row>
+typename VecIO<T>::Vec cross_entropy_rows(const Problem<T>& P, const Row& row, const T* x, const T* t, T* grad,
+                                          const TargetLanes<typename VecIO<T>::Vec>& target) {
   using IO = VecIO<T>;
   using Vec = typename IO::Vec;
   using Acc = acc_t<T>;
-  const T* x = P.x + r * P.C;
-  T* grad = P.grad ? P.grad + r * P.C : nullptr;
   const Acc e = P.smoothing, e_per_class = P.smoothing / Acc(P.C);
-  auto weight_at = [&](int64_t o, int64_t n) { return P.weight ? IO::load(P.weight + o, n) : Vec(1); };
-
-  const int64_t y = P.index_target ? P.index_target[r] : -1;
-  if (P.index_target && y == P.ignore_index) {
-    if (grad) row.map(grad, [](int64_t, int64_t) { return Vec(0); });
-    return 0;
-  }
+  auto weight_at = [&](int64_t o, int64_t n) {
+    return P.weight ? row.per_class(P.weight, o, n) : Vec(1);
+  };
   const Vec max = row.reduce(-std::numeric_limits<Acc>::infinity(), vec_max<Vec>,
                              [&](int64_t o, int64_t n) { return IO::load(x + o, n); });
-  const Acc log_sum = std::log(row.reduce_to_scalar(0, vec_add<Vec>, [&](int64_t o, int64_t n) {
+  const Vec log_sum = row.reduce(0, vec_add<Vec>, [&](int64_t o, int64_t n) {
     return vec_exp(IO::load(x + o, n) - max);
-  }));
-  const Vec log_sum_v(log_sum);
-  // -log p for a vector of the row
-  auto neg_log_p = [&](int64_t o, int64_t n) { return (max - IO::load(x + o, n)) + log_sum_v; };
+  }).log();
+  // -log p, formed as (max - x) + log_sum
+  auto neg_log_p = [&](int64_t o, int64_t n) { return (max - IO::load(x + o, n)) + log_sum; };
+  const Vec zero(0);
 
-  if (P.index_target) {
-    const Acc w_y = P.weight ? Acc(P.weight[y]) : Acc(1);
-    const Acc max_s = at::vec::vec_reduce_all<Acc>(vec_max<Vec>, max);
-    Acc loss = (1 - e) * w_y * ((max_s - Acc(x[y])) + log_sum);
+  if (!t) {
+    const Vec is_target_nlp = row.reduce(0, vec_add<Vec>, [&](int64_t o, int64_t n) {
+      return Vec::blendv(zero, neg_log_p(o, n), row.class_index(o) == target.y);
+    });
+    Vec loss = Vec(1 - e) * target.w_y * is_target_nlp;
     if (e > 0) {
-      loss += e_per_class * row.reduce_to_scalar(0, vec_add<Vec>, [&](int64_t o, int64_t n) {
+      loss = loss + Vec(e_per_class) * row.reduce(0, vec_add<Vec>, [&](int64_t o, int64_t n) {
         return weight_at(o, n) * neg_log_p(o, n);
       });
     }
     if (grad) {
-      const Vec a((1 - e) * w_y * P.grad_scale + e_per_class * P.weight_total * P.grad_scale);
-      const Acc b_y = (1 - e) * w_y * P.grad_scale;
+      const Vec a = (Vec(1 - e) * target.w_y + Vec(e_per_class * P.weight_total)) * Vec(P.grad_scale);
+      const Vec b_y = Vec(1 - e) * target.w_y * Vec(P.grad_scale);
       const Vec b_w(e_per_class * P.grad_scale);
-      const Vec lanes = Vec::arange(0, 1);
       row.map(grad, [&](int64_t o, int64_t n) {
-        Vec g = vec_exp(Vec(0) - neg_log_p(o, n)) * a;
+        Vec g = vec_exp(zero - neg_log_p(o, n)) * a;
         if (e > 0) g = g - weight_at(o, n) * b_w;
-        if (y >= o && y < o + n) g = Vec::blendv(g, g - Vec(b_y), lanes == Vec(Acc(y - o)));
-        return g;
+        g = g - Vec::blendv(zero, b_y, row.class_index(o) == target.y);
+        return Vec::blendv(zero, g, target.valid);  // ignored rows: exactly 0
       });
     }
-    return loss;
+    return Vec::blendv(zero, loss, target.valid);
   }
 
-  const T* t = P.prob_target + r * P.C;
   // w_c t'_c, with t' the smoothed probabilities
   auto weighted_target = [&](int64_t o, int64_t n) {
     return weight_at(o, n) * (IO::load(t + o, n) * Vec(1 - e) + Vec(e_per_class));
   };
-  const Acc loss = row.reduce_to_scalar(0, vec_add<Vec>, [&](int64_t o, int64_t n) {
+  const Vec loss = row.reduce(0, vec_add<Vec>, [&](int64_t o, int64_t n) {
     return weighted_target(o, n) * neg_log_p(o, n);
   });
   if (grad) {
-    const Vec s(row.reduce_to_scalar(0, vec_add<Vec>, weighted_target) * P.grad_scale);
+    const Vec s = row.reduce(0, vec_add<Vec>, weighted_target) * Vec(P.grad_scale);
     const Vec scale(P.grad_scale);
     row.map(grad, [&](int64_t o, int64_t n) {
-      return vec_exp(Vec(0) - neg_log_p(o, n)) * s - weighted_target(o, n) * scale;
+      return vec_exp(zero - neg_log_p(o, n)) * s - weighted_target(o, n) * scale;
     });
   }
   return loss;
 }
+
+// The targets of `lanes` consecutive rows, one per lane.
+template <typename Vec, typename T>
+TargetLanes<Vec> target_lanes(const Problem<T>& P, const int64_t* y, int64_t lanes) {
+  using Acc = acc_t<T>;
+  Acc cls[Vec::size()] = {}, w[Vec::size()] = {}, ok[Vec::size()] = {};
+  for (int64_t k = 0; k < lanes; ++k) {
+    const bool counted = y[k] != P.ignore_index;
+    cls[k] = counted ? Acc(y[k]) : Acc(-1);
+    w[k] = counted ? (P.weight ? Acc(P.weight[y[k]]) : Acc(1)) : Acc(0);
+    ok[k] = counted ? Acc(1) : Acc(0);
+  }
+  return {Vec::loadu(cls), Vec::loadu(w), Vec::loadu(ok) != Vec(0)};
+}
+
+// Rows of C contiguous classes, one at a time: for longer rows, where a row
+// fills vectors and streams its gradient out.
+template <typename T>
+double cross_entropy_long_rows(const Problem<T>& P, int64_t begin, int64_t end, T* loss_rows) {
+  using IO = VecIO<T>;
+  using Vec = typename IO::Vec;
+  const LastDimRow<T> row{P.C, P.stream};
+  double total = 0;
+  for (int64_t r = begin; r < end; ++r) {
+    T* grad = P.grad ? P.grad + r * P.C : nullptr;
+    acc_t<T> loss = 0;
+    if (P.index_target && P.index_target[r] == P.ignore_index) {
+      if (grad) row.map(grad, [](int64_t, int64_t) { return Vec(0); });
+    } else {
+      const int64_t y = P.index_target ? P.index_target[r] : -1;
+      const TargetLanes<Vec> target{Vec(acc_t<T>(y)), Vec(P.weight && y >= 0 ? acc_t<T>(P.weight[y]) : 1),
+                                    Vec(0) == Vec(0)};
+      const Vec l = cross_entropy_rows(P, row, P.x + r * P.C, P.prob_target ? P.prob_target + r * P.C : nullptr,
+                                       grad, target);
+      acc_t<T> lanes[Vec::size()];
+      l.store(lanes);
+      loss = lanes[0];
+    }
+    if (loss_rows) loss_rows[r] = T(loss);
+    total += loss;
+  }
+  if (P.stream) streaming_store_fence();
+  return total;
+}
+// Rows of few classes, kStep at a time: the block is transposed into a tile
+// whose lane k holds row k (StridedRows over the tile), so nothing reduces
+// across lanes and every vector instruction serves kStep rows. Per-row
+// overhead (horizontal reductions, a scalar log) would otherwise dominate the
+// tutorial-sized losses.
+template <typename T>
+double cross_entropy_short_rows(const Problem<T>& P, int64_t begin, int64_t end, T* loss_rows) {
+  using IO = VecIO<T>;
+  using Vec = typename IO::Vec;
+  constexpr int64_t K = IO::kStep;
+  const int64_t C = P.C;
+  std::vector<T> x_tile(C * K), t_tile(P.prob_target ? C * K : 0), g_tile(P.grad ? C * K : 0);
+  double total = 0;
+  for (int64_t r0 = begin; r0 < end; r0 += K) {
+    const int64_t lanes = std::min(K, end - r0);
+    auto to_tile = [&](const T* rows, T* tile) {
+      for (int64_t k = 0; k < lanes; ++k) {
+        for (int64_t c = 0; c < C; ++c) tile[c * K + k] = rows[(r0 + k) * C + c];
+      }
+    };
+    to_tile(P.x, x_tile.data());
+    if (P.prob_target) to_tile(P.prob_target, t_tile.data());
+    const StridedRows<T> tile{C, K, lanes};
+    const TargetLanes<Vec> target = P.index_target ? target_lanes<Vec>(P, P.index_target + r0, lanes)
+                                                   : TargetLanes<Vec>{Vec(-1), Vec(1), Vec(0) == Vec(0)};
+    const Vec l = cross_entropy_rows(P, tile, x_tile.data(), P.prob_target ? t_tile.data() : nullptr,
+                                     P.grad ? g_tile.data() : nullptr, target);
+    acc_t<T> losses[K];
+    l.store(losses);
+    for (int64_t k = 0; k < lanes; ++k) {
+      if (loss_rows) loss_rows[r0 + k] = T(losses[k]);
+      total += losses[k];
+    }
+    if (P.grad) {
+      for (int64_t k = 0; k < lanes; ++k) {
+        for (int64_t c = 0; c < C; ++c) P.grad[(r0 + k) * C + c] = g_tile[c * K + k];
+      }
+    }
+  }
+  return total;
+}
+
+// Below this many classes tiling wins (measured: 1000 rows of 32 to 127
+// classes run 1.2-1.8x faster tiled than row by row).
+template <typename T>
+constexpr int64_t kShortRowClasses = 8 * VecIO<T>::kStep;
 
 std::tuple<at::Tensor, at::Tensor> cross_entropy(const at::Tensor& input, const at::Tensor& target,
                                                  const std::optional<at::Tensor>& weight_opt,
@@ -178,6 +271,7 @@ std::tuple<at::Tensor, at::Tensor> cross_entropy(const at::Tensor& input, const 
                         index,
                         probs ? t.const_data_ptr<scalar_t>() : nullptr,
                         w,
+                        R,
                         C,
                         ignore_index,
                         Acc(label_smoothing),
@@ -186,19 +280,12 @@ std::tuple<at::Tensor, at::Tensor> cross_entropy(const at::Tensor& input, const 
                         Acc(reduction == kMean && denominator > 0 ? 1.0 / denominator : 1.0),
                         compute_grad ? grad.mutable_data_ptr<scalar_t>() : nullptr,
                         compute_grad && use_streaming_stores(grad.nbytes())};
-    const LastDimRow<scalar_t> row{C, P.stream};
     scalar_t* loss_rows = reduction == kNone ? loss.mutable_data_ptr<scalar_t>() : nullptr;
     // Sum of row losses in double; per-chunk partial sums combined in a
     // fixed order, so the result does not depend on scheduling.
     auto run_rows = [&](int64_t begin, int64_t end) {
-      double total = 0;
-      for (int64_t r = begin; r < end; ++r) {
-        const Acc l = cross_entropy_row(P, row, r);
-        if (loss_rows) loss_rows[r] = scalar_t(l);
-        total += l;
-      }
-      if (P.stream) streaming_store_fence();
-      return total;
+      return C < kShortRowClasses<scalar_t> ? cross_entropy_short_rows(P, begin, end, loss_rows)
+                                            : cross_entropy_long_rows(P, begin, end, loss_rows);
     };
     double total = 0;
     if (R * C <= kSerialGrain || at::get_num_threads() == 1 || at::in_parallel_region()) {

@@ -41,6 +41,10 @@ struct LastDimRow {
   void map(T* out, const Body& body) const {
     map_vectors(out, C, stream, body);
   }
+  // The class (element) index in each lane of the vector at offset o.
+  Vec class_index(int64_t o) const { return Vec::arange(Acc(o), Acc(1)); }
+  // A per-class array v (C values) as the vector at offset o sees it.
+  Vec per_class(const T* v, int64_t o, int64_t n) const { return IO::load(v + o, n); }
   // Scratch of C accumulators (plus a vector of slack for the tail's store),
   // element at offset o in slot o.
   int64_t scratch_size() const { return C + IO::kStep; }
@@ -64,6 +68,10 @@ struct StridedRows {
   void map(T* out, const Body& body) const {
     for (int64_t c = 0; c < C; ++c) IO::store(out + c * inner, body(c * inner, lanes), lanes);
   }
+  // The class (element) index of the vector at offset o: the same in every lane.
+  Vec class_index(int64_t o) const { return Vec(Acc(o / inner)); }
+  // A per-class array v (C values) as the vector at offset o sees it.
+  Vec per_class(const T* v, int64_t o, int64_t) const { return Vec(Acc(v[o / inner])); }
   // Scratch keeps a full vector per element: element c (offset c * inner)
   // in slots [c * kStep, (c + 1) * kStep).
   int64_t scratch_size() const { return C * IO::kStep; }
