@@ -42,6 +42,7 @@ std::string build_info() {
   return std::string("cpu_capability=") + FASTACT_STR(CPU_CAPABILITY) +
          " huge_page_threshold_bytes=" + std::to_string(fastact::cpu::huge_page_threshold_bytes()) +
          " streaming_store_bytes=" + std::to_string(fastact::cpu::kStreamingStoreBytes) +
+         " output_cache_capacity_bytes=" + std::to_string(fastact::cpu::cache_capacity()) +
 #if defined(FASTACT_WITH_CUDA)
          " cuda=1";
 #else

@@ -10,6 +10,17 @@ from fastact.modules import CrossEntropyLoss, LeakyReLU, LogSoftmax, ReLU, Softm
 from fastact.swap import swap
 
 __version__ = "0.1.0"
-__all__ = ["ReLU", "LeakyReLU", "Softmax", "LogSoftmax", "CrossEntropyLoss", "functional", "swap", "backend", "BackendInfo"]
+__all__ = ["ReLU", "LeakyReLU", "Softmax", "LogSoftmax", "CrossEntropyLoss", "functional", "swap", "backend", "BackendInfo", "empty_cache"]
 
 _fake.register()
+
+
+def empty_cache() -> None:
+    """Return the freed CPU output buffers fastact keeps for reuse to the OS
+    (like torch.cuda.empty_cache for the CUDA caching allocator)."""
+    from fastact import _loader
+
+    if _loader.has_ops():
+        import torch
+
+        torch.ops.fastact._empty_cache()

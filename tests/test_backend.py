@@ -44,3 +44,18 @@ def test_broken_extension_does_not_break_import(tmp_path):
     lines = out.stdout.splitlines()
     assert lines[0] == "unavailable"
     assert lines[1].startswith("ERR") and "pip install --no-build-isolation" in lines[1]
+
+
+def test_output_cache_reuses_and_empties():
+    import torch
+
+    fastact.empty_cache()
+    assert torch.ops.fastact._cached_bytes() == 0
+    x = torch.randn(1024, 1024)  # 4 MiB: on fastact's own mappings
+    y = fastact.functional.relu(x)
+    ptr = y.data_ptr()
+    del y
+    assert torch.ops.fastact._cached_bytes() >= 4 << 20
+    assert fastact.functional.relu(x).data_ptr() == ptr, "the freed output is reused"
+    fastact.empty_cache()
+    assert torch.ops.fastact._cached_bytes() == 0

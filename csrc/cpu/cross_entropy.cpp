@@ -61,10 +61,12 @@ struct Problem {
 };
 
 // What a row's (or, lane by lane, a block of rows') index target says: its
-// class y, the weight w_y, and whether it counts (all bits set) or is ignored.
+// class y (as a number, and as an index: -1 where ignored), the weight w_y,
+// and whether it counts (all bits set) or is ignored.
 template <typename Vec>
 struct TargetLanes {
   Vec y, w_y, valid;
+  int64_t index[Vec::size()];
 };
 
 // The math, once for both row policies: every per-row quantity is a vector
@@ -90,10 +92,8 @@ typename VecIO<T>::Vec cross_entropy_rows(const Problem<T>& P, const Row& row, c
   const Vec zero(0);
 
   if (!t) {
-    const Vec is_target_nlp = row.reduce(0, vec_add<Vec>, [&](int64_t o, int64_t n) {
-      return Vec::blendv(zero, neg_log_p(o, n), row.class_index(o) == target.y);
-    });
-    Vec loss = Vec(1 - e) * target.w_y * is_target_nlp;
+    const Vec target_nlp = (max - row.pick(x, target.index)) + log_sum;
+    Vec loss = Vec(1 - e) * target.w_y * target_nlp;
     if (e > 0) {
       loss = loss + Vec(e_per_class) * row.reduce(0, vec_add<Vec>, [&](int64_t o, int64_t n) {
         return weight_at(o, n) * neg_log_p(o, n);
@@ -135,13 +135,18 @@ template <typename Vec, typename T>
 TargetLanes<Vec> target_lanes(const Problem<T>& P, const int64_t* y, int64_t lanes) {
   using Acc = acc_t<T>;
   Acc cls[Vec::size()] = {}, w[Vec::size()] = {}, ok[Vec::size()] = {};
-  for (int64_t k = 0; k < lanes; ++k) {
-    const bool counted = y[k] != P.ignore_index;
+  TargetLanes<Vec> target;
+  for (int64_t k = 0; k < Vec::size(); ++k) {
+    const bool counted = k < lanes && y[k] != P.ignore_index;
+    target.index[k] = counted ? y[k] : -1;
     cls[k] = counted ? Acc(y[k]) : Acc(-1);
     w[k] = counted ? (P.weight ? Acc(P.weight[y[k]]) : Acc(1)) : Acc(0);
     ok[k] = counted ? Acc(1) : Acc(0);
   }
-  return {Vec::loadu(cls), Vec::loadu(w), Vec::loadu(ok) != Vec(0)};
+  target.y = Vec::loadu(cls);
+  target.w_y = Vec::loadu(w);
+  target.valid = Vec::loadu(ok) != Vec(0);
+  return target;
 }
 
 // Rows of C contiguous classes, one at a time: for longer rows, where a row
@@ -159,8 +164,8 @@ double cross_entropy_long_rows(const Problem<T>& P, int64_t begin, int64_t end, 
       if (grad) row.map(grad, [](int64_t, int64_t) { return Vec(0); });
     } else {
       const int64_t y = P.index_target ? P.index_target[r] : -1;
-      const TargetLanes<Vec> target{Vec(acc_t<T>(y)), Vec(P.weight && y >= 0 ? acc_t<T>(P.weight[y]) : 1),
-                                    Vec(0) == Vec(0)};
+      TargetLanes<Vec> target{Vec(acc_t<T>(y)), Vec(P.weight && y >= 0 ? acc_t<T>(P.weight[y]) : 1),
+                              Vec(0) == Vec(0), {y}};
       const Vec l = cross_entropy_rows(P, row, P.x + r * P.C, P.prob_target ? P.prob_target + r * P.C : nullptr,
                                        grad, target);
       acc_t<T> lanes[Vec::size()];
@@ -197,7 +202,7 @@ double cross_entropy_short_rows(const Problem<T>& P, int64_t begin, int64_t end,
     if (P.prob_target) to_tile(P.prob_target, t_tile.data());
     const StridedRows<T> tile{C, K, lanes};
     const TargetLanes<Vec> target = P.index_target ? target_lanes<Vec>(P, P.index_target + r0, lanes)
-                                                   : TargetLanes<Vec>{Vec(-1), Vec(1), Vec(0) == Vec(0)};
+                                                   : TargetLanes<Vec>{Vec(-1), Vec(1), Vec(0) == Vec(0), {-1}};
     const Vec l = cross_entropy_rows(P, tile, x_tile.data(), P.prob_target ? t_tile.data() : nullptr,
                                      P.grad ? g_tile.data() : nullptr, target);
     acc_t<T> losses[K];

@@ -11,22 +11,27 @@
 //
 // Even on huge pages, the kernel must zero every fresh page: that alone costs
 // about as much as a relu over the same bytes. So freed mappings are kept in
-// a small cache (FASTACT_CACHE_MB, default 256; fastact.empty_cache() returns
-// them) and handed out again for a request of the same size: a training loop
-// allocates the same output shapes every step, and reuses pages that are
-// already faulted in. Only fastact's own outputs live here.
+// a cache (FASTACT_CACHE_MB; by default 1/16 of physical memory, at least
+// 256 MiB: one step's loss gradient at 4096 x 32000 is 500 MiB;
+// fastact.empty_cache() returns them) and handed out again for a request of
+// the same size: a training loop allocates the same output shapes every step,
+// and reuses pages that are already faulted in. Only fastact's own outputs
+// live here.
 #include "cpu/output_allocator.h"
 
 #include <ATen/EmptyTensor.h>
 #include <ATen/ops/empty_like.h>
 #include <c10/core/CPUAllocator.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <mutex>
 #include <new>
 #include <unordered_map>
 #include <vector>
+
+#include <unistd.h>
 
 #if defined(__linux__)
 #include <sys/mman.h>
@@ -57,8 +62,12 @@ bool huge_pages_enabled() {
 
 size_t cache_capacity_bytes() {
   static const size_t capacity = [] {
-    const char* env = std::getenv("FASTACT_CACHE_MB");
-    return size_t(env ? std::strtoull(env, nullptr, 10) : 256) << 20;
+    if (const char* env = std::getenv("FASTACT_CACHE_MB")) return size_t(std::strtoull(env, nullptr, 10)) << 20;
+    size_t physical = 0;
+#if defined(_SC_PHYS_PAGES)
+    physical = size_t(sysconf(_SC_PHYS_PAGES)) * size_t(sysconf(_SC_PAGE_SIZE));
+#endif
+    return std::max(size_t(256) << 20, physical / 16);
   }();
   return capacity;
 }
@@ -187,6 +196,8 @@ int64_t cached_bytes() {
 }
 
 int64_t huge_page_threshold_bytes() { return static_cast<int64_t>(kHugePage); }
+
+int64_t cache_capacity() { return static_cast<int64_t>(cache_capacity_bytes()); }
 
 at::Tensor empty_output_like(const at::Tensor& like) {
   if (!like.is_non_overlapping_and_dense()) return at::empty_like(like);

@@ -14,8 +14,9 @@ at::Tensor empty_output(at::IntArrayRef sizes, const at::TensorOptions& options)
 // Returns the cached free huge-page mappings to the OS.
 void empty_cache();
 
-// Bytes held in that cache.
+// Bytes held in that cache, and the most it holds.
 int64_t cached_bytes();
+int64_t cache_capacity();
 
 // Bytes at and above which an output is placed on transparent huge pages.
 int64_t huge_page_threshold_bytes();

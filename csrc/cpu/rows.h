@@ -42,9 +42,16 @@ struct LastDimRow {
     map_vectors(out, C, stream, body);
   }
   // The class (element) index in each lane of the vector at offset o.
-  Vec class_index(int64_t o) const { return Vec::arange(Acc(o), Acc(1)); }
+  Vec class_index(int64_t o) const { return lane_index() + Vec(Acc(o)); }
   // A per-class array v (C values) as the vector at offset o sees it.
   Vec per_class(const T* v, int64_t o, int64_t n) const { return IO::load(v + o, n); }
+  // Element index[0] of the row, in every lane (index: one per lane, as on StridedRows).
+  Vec pick(const T* row, const int64_t* index) const { return Vec(Acc(row[index[0]])); }
+  // 0, 1, ..., kStep - 1
+  static const Vec& lane_index() {
+    static const Vec iota = Vec::arange(Acc(0), Acc(1));
+    return iota;
+  }
   // Scratch of C accumulators (plus a vector of slack for the tail's store),
   // element at offset o in slot o.
   int64_t scratch_size() const { return C + IO::kStep; }
@@ -72,6 +79,12 @@ struct StridedRows {
   Vec class_index(int64_t o) const { return Vec(Acc(o / inner)); }
   // A per-class array v (C values) as the vector at offset o sees it.
   Vec per_class(const T* v, int64_t o, int64_t) const { return Vec(Acc(v[o / inner])); }
+  // Element index[k] of lane k's row (0 where index[k] < 0).
+  Vec pick(const T* rows, const int64_t* index) const {
+    Acc picked[IO::kStep] = {};
+    for (int64_t k = 0; k < lanes; ++k) picked[k] = index[k] >= 0 ? Acc(rows[index[k] * inner + k]) : Acc(0);
+    return Vec::loadu(picked);
+  }
   // Scratch keeps a full vector per element: element c (offset c * inner)
   // in slots [c * kStep, (c + 1) * kStep).
   int64_t scratch_size() const { return C * IO::kStep; }
