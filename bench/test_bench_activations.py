@@ -1,4 +1,4 @@
-"""relu, leaky_relu, softmax, log_softmax: fastact against stock torch.
+"""The activations and softmax/log_softmax: fastact against stock torch.
 
 Each case is one parameter, shared by test_torch and test_fastact, so
 `pytest bench/ --benchmark-group-by=param` prints each pair in one group."""
@@ -10,6 +10,10 @@ import fastact.functional as F
 OPS = {
     "relu": (lambda x, _: TF.relu(x), lambda x, _: F.relu(x)),
     "leaky_relu": (lambda x, _: TF.leaky_relu(x, 0.01), lambda x, _: F.leaky_relu(x, 0.01)),
+    "sigmoid": (lambda x, _: TF.sigmoid(x), lambda x, _: F.sigmoid(x)),
+    "tanh": (lambda x, _: TF.tanh(x), lambda x, _: F.tanh(x)),
+    "gelu": (lambda x, _: TF.gelu(x), lambda x, _: F.gelu(x)),
+    "selu": (lambda x, _: TF.selu(x), lambda x, _: F.selu(x)),
     "softmax": (lambda x, _: TF.softmax(x, -1), lambda x, _: F.softmax(x, -1)),
     "log_softmax": (lambda x, _: TF.log_softmax(x, -1), lambda x, _: F.log_softmax(x, -1)),
 }

@@ -29,6 +29,12 @@ PYBIND11_MODULE(_C, m) {
   m.def("relu_", [](at::Tensor x) { ops::relu_(x); }, release());
   m.def("leaky_relu", &ops::leaky_relu, release());
   m.def("leaky_relu_", [](at::Tensor x, double slope) { ops::leaky_relu_(x, slope); }, release());
+  m.def("sigmoid", &ops::sigmoid, release());
+  m.def("tanh", &ops::tanh, release());
+  m.def("gelu", [](const at::Tensor& x, const std::string& approximate) { return ops::gelu(x, approximate); },
+        release());
+  m.def("selu", &ops::selu, release());
+  m.def("selu_", [](at::Tensor x) { ops::selu_(x); }, release());
   m.def("softmax", &ops::softmax, release());
   m.def("cross_entropy", &ops::cross_entropy, release());
   m.def("log_softmax", &ops::log_softmax, release());
@@ -74,6 +80,23 @@ TORCH_LIBRARY(fastact, m) {
   m.def(
       "leaky_relu_backward(Tensor grad_output, Tensor self_or_result, "
       "float negative_slope) -> Tensor");
+
+  // sigmoid(x) = 1 / (1 + exp(-x)), tanh: both differentiated from the output
+  // (y (1 - y) and 1 - y^2); integer inputs compute in the default float dtype.
+  m.def("sigmoid(Tensor self) -> Tensor");
+  m.def("sigmoid_backward(Tensor grad_output, Tensor result) -> Tensor");
+  m.def("tanh(Tensor self) -> Tensor");
+  m.def("tanh_backward(Tensor grad_output, Tensor result) -> Tensor");
+
+  // gelu(x) = x Phi(x) (approximate='none') or its tanh approximation.
+  m.def("gelu(Tensor self, str approximate='none') -> Tensor");
+  m.def("gelu_backward(Tensor grad_output, Tensor self, str approximate='none') -> Tensor");
+
+  // selu(x) = scale (x > 0 ? x : alpha (exp(x) - 1)), torch's constants;
+  // backward from the output: y > 0 ? scale : y + alpha scale.
+  m.def("selu(Tensor self) -> Tensor");
+  m.def("selu_(Tensor(a!) self) -> ()");
+  m.def("selu_backward(Tensor grad_output, Tensor result) -> Tensor");
 
   // softmax(x)_i = exp(x_i - max x) / sum_j exp(x_j - max x) along `dim`.
   m.def("softmax(Tensor self, int dim) -> Tensor");

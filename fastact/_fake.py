@@ -56,6 +56,41 @@ def register():
     def _(grad, self_or_result, negative_slope):
         return torch.empty_like(self_or_result)
 
+    def promoted_like(x):
+        # sigmoid/tanh compute integer and bool inputs in the default float dtype
+        return torch.empty_like(x, dtype=torch.get_default_dtype()) if not x.is_floating_point() \
+            else torch.empty_like(x)
+
+    for name in ("sigmoid", "tanh"):
+        torch.library.register_fake(lib + name, promoted_like)
+    for name in ("sigmoid_backward", "tanh_backward", "selu_backward"):
+        torch.library.register_fake(lib + name, lambda grad, result: torch.empty_like(result))
+
+    def check_approximate(approximate):
+        if approximate not in ("none", "tanh"):
+            raise RuntimeError("approximate argument must be either none or tanh.")
+
+    @torch.library.register_fake(lib + "gelu")
+    def _(x, approximate="none"):
+        check_approximate(approximate)
+        _floating("gelu", x)
+        return torch.empty_like(x)
+
+    @torch.library.register_fake(lib + "gelu_backward")
+    def _(grad, x, approximate="none"):
+        check_approximate(approximate)
+        return torch.empty_like(x)
+
+    @torch.library.register_fake(lib + "selu")
+    def _(x):
+        _floating("selu", x)
+        return torch.empty_like(x)
+
+    @torch.library.register_fake(lib + "selu_")
+    def _(x):
+        _floating("selu_", x)
+        return None
+
     def softmax_like(name):
         def fake(x, dim):
             _check_dim(x, dim)

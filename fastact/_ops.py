@@ -18,6 +18,8 @@ from fastact import _loader
 _NAMES = (
     "relu", "relu_", "relu_backward",
     "leaky_relu", "leaky_relu_", "leaky_relu_backward",
+    "sigmoid", "sigmoid_backward", "tanh", "tanh_backward",
+    "gelu", "gelu_backward", "selu", "selu_", "selu_backward",
     "softmax", "softmax_backward",
     "log_softmax", "log_softmax_backward",
     "cross_entropy",

@@ -51,6 +51,10 @@ class OpSpec:
 OPS: Dict[str, OpSpec] = {
     "relu": OpSpec(lambda x, _: TF.relu(x), lambda x, _: F.relu(x)),
     "leaky_relu": OpSpec(lambda x, _: TF.leaky_relu(x, 0.01), lambda x, _: F.leaky_relu(x, 0.01)),
+    "sigmoid": OpSpec(lambda x, _: torch.sigmoid(x), lambda x, _: F.sigmoid(x)),
+    "tanh": OpSpec(lambda x, _: torch.tanh(x), lambda x, _: F.tanh(x)),
+    "gelu": OpSpec(lambda x, _: TF.gelu(x), lambda x, _: F.gelu(x)),
+    "selu": OpSpec(lambda x, _: TF.selu(x), lambda x, _: F.selu(x)),
     "softmax": OpSpec(lambda x, _: TF.softmax(x, -1), lambda x, _: F.softmax(x, -1)),
     "log_softmax": OpSpec(lambda x, _: TF.log_softmax(x, -1), lambda x, _: F.log_softmax(x, -1)),
     "cross_entropy": OpSpec(TF.cross_entropy, F.cross_entropy, 1, 2, tuple(LOSS_SIZES), _class_indices),

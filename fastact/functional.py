@@ -3,6 +3,9 @@ implements: same names, parameters, defaults and results.
 
     relu(x)           = max(x, 0)
     leaky_relu(x, a)  = x if x > 0 else a * x
+    sigmoid(x)        = 1 / (1 + exp(-x)),  tanh(x)
+    gelu(x)           = x Phi(x)  (or its tanh approximation)
+    selu(x)           = scale * (x if x > 0 else alpha * (exp(x) - 1))
     softmax(x, d)     = exp(x - max) / sum_d exp(x - max)
     log_softmax(x, d) = x - max - log sum_d exp(x - max)
     cross_entropy     = softmax + negative log likelihood, fused (see below)
@@ -21,7 +24,8 @@ from torch.overrides import handle_torch_function, has_torch_function_unary, has
 
 from fastact import _ops
 
-__all__ = ["relu", "relu_", "leaky_relu", "leaky_relu_", "softmax", "log_softmax", "cross_entropy"]
+__all__ = ["relu", "relu_", "leaky_relu", "leaky_relu_", "sigmoid", "tanh", "gelu", "selu", "selu_",
+           "softmax", "log_softmax", "cross_entropy"]
 
 
 def relu(input: Tensor, inplace: bool = False) -> Tensor:
@@ -57,6 +61,48 @@ def leaky_relu(input: Tensor, negative_slope: float = 0.01, inplace: bool = Fals
 def leaky_relu_(input: Tensor, negative_slope: float = 0.01) -> Tensor:
     r"""leaky_relu_(input, negative_slope=0.01) -> Tensor: in-place leaky_relu."""
     return leaky_relu(input, negative_slope, inplace=True)
+
+
+def sigmoid(input: Tensor) -> Tensor:
+    r"""sigmoid(input) -> Tensor: 1 / (1 + exp(-input)); integer inputs give
+    the default float dtype, as torch.sigmoid. Backward uses the output."""
+    if has_torch_function_unary(input):
+        return handle_torch_function(sigmoid, (input,), input)
+    return (_ops.traced if is_compiling() else _ops.eager).sigmoid(input)
+
+
+def tanh(input: Tensor) -> Tensor:
+    r"""tanh(input) -> Tensor; integer inputs give the default float dtype.
+    Backward uses the output: 1 - tanh(x)^2."""
+    if has_torch_function_unary(input):
+        return handle_torch_function(tanh, (input,), input)
+    return (_ops.traced if is_compiling() else _ops.eager).tanh(input)
+
+
+def gelu(input: Tensor, approximate: str = "none") -> Tensor:
+    r"""gelu(input, approximate='none') -> Tensor: x * Phi(x), or with
+    approximate='tanh', 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))."""
+    if has_torch_function_unary(input):
+        return handle_torch_function(gelu, (input,), input, approximate=approximate)
+    return (_ops.traced if is_compiling() else _ops.eager).gelu(input, approximate)
+
+
+def selu(input: Tensor, inplace: bool = False) -> Tensor:
+    r"""selu(input, inplace=False) -> Tensor: scale * (x if x > 0 else
+    alpha * (exp(x) - 1)) with torch's alpha and scale. Backward uses the
+    output, so the in-place form is differentiable too."""
+    if has_torch_function_unary(input):
+        return handle_torch_function(selu, (input,), input, inplace=inplace)
+    ops = _ops.traced if is_compiling() else _ops.eager
+    if inplace:
+        ops.selu_(input)
+        return input
+    return ops.selu(input)
+
+
+def selu_(input: Tensor) -> Tensor:
+    r"""selu_(input) -> Tensor: in-place selu."""
+    return selu(input, inplace=True)
 
 
 def _get_softmax_dim(name: str, ndim: int, stacklevel: int) -> int:

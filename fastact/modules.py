@@ -5,7 +5,7 @@ from torch import Tensor, nn
 
 from fastact import functional as F
 
-__all__ = ["ReLU", "LeakyReLU", "Softmax", "LogSoftmax", "CrossEntropyLoss"]
+__all__ = ["ReLU", "LeakyReLU", "Sigmoid", "Tanh", "GELU", "SELU", "Softmax", "LogSoftmax", "CrossEntropyLoss"]
 
 
 class ReLU(nn.ReLU):
@@ -20,6 +20,34 @@ class LeakyReLU(nn.LeakyReLU):
 
     def forward(self, input: Tensor) -> Tensor:
         return F.leaky_relu(input, self.negative_slope, self.inplace)
+
+
+class Sigmoid(nn.Sigmoid):
+    __doc__ = nn.Sigmoid.__doc__
+
+    def forward(self, input: Tensor) -> Tensor:
+        return F.sigmoid(input)
+
+
+class Tanh(nn.Tanh):
+    __doc__ = nn.Tanh.__doc__
+
+    def forward(self, input: Tensor) -> Tensor:
+        return F.tanh(input)
+
+
+class GELU(nn.GELU):
+    __doc__ = nn.GELU.__doc__
+
+    def forward(self, input: Tensor) -> Tensor:
+        return F.gelu(input, approximate=self.approximate)
+
+
+class SELU(nn.SELU):
+    __doc__ = nn.SELU.__doc__
+
+    def forward(self, input: Tensor) -> Tensor:
+        return F.selu(input, self.inplace)
 
 
 class Softmax(nn.Softmax):
@@ -45,5 +73,6 @@ class CrossEntropyLoss(nn.CrossEntropyLoss):
 
 
 # torch module -> its fastact replacement; fastact.swap reads this.
-REPLACEMENTS = {nn.ReLU: ReLU, nn.LeakyReLU: LeakyReLU, nn.Softmax: Softmax, nn.LogSoftmax: LogSoftmax,
+REPLACEMENTS = {nn.ReLU: ReLU, nn.LeakyReLU: LeakyReLU, nn.Sigmoid: Sigmoid, nn.Tanh: Tanh, nn.GELU: GELU,
+                nn.SELU: SELU, nn.Softmax: Softmax, nn.LogSoftmax: LogSoftmax,
                 nn.CrossEntropyLoss: CrossEntropyLoss}

@@ -146,9 +146,9 @@ def _batches(x, y, batch):
 class _Trainer:
     """One model's optimizer, loss and history; step() runs one batch."""
 
-    def __init__(self, model: nn.Module, tutorial: Tutorial):
+    def __init__(self, model: nn.Module, tutorial: Tutorial, fast: bool):
         self.model = model
-        self.criterion = tutorial.loss()
+        self.criterion = fastact.swap(tutorial.loss()) if fast else tutorial.loss()
         self.optimizer = tutorial.optimizer(list(model.parameters()))
         self.losses: List[torch.Tensor] = []
         self.seconds = 0.0
@@ -179,11 +179,11 @@ def compare(name: str, epochs: Optional[int] = None, seed: int = 0, warmup: int 
     reference = tutorial.build()
     x, y = tutorial.data()
     fast = fastact.swap(copy.deepcopy(reference))
-    for model in (copy.deepcopy(reference), copy.deepcopy(fast)):  # untimed warm-up on throwaway copies
-        trainer = _Trainer(model, tutorial)
+    for model, is_fast in ((copy.deepcopy(reference), False), (copy.deepcopy(fast), True)):  # untimed warm-up
+        trainer = _Trainer(model, tutorial, is_fast)
         for _ in range(warmup):
             trainer.step(*next(_batches(x, y, tutorial.batch)))
-    trainers = [_Trainer(reference, tutorial), _Trainer(fast, tutorial)]
+    trainers = [_Trainer(reference, tutorial, False), _Trainer(fast, tutorial, True)]
     turn = 0
     for _ in range(epochs or tutorial.epochs):
         for xb, yb in _batches(x, y, tutorial.batch):

@@ -12,6 +12,10 @@ import fastact
 PAIRS = [
     (fastact.ReLU, nn.ReLU, [(), (True,)]),
     (fastact.LeakyReLU, nn.LeakyReLU, [(), (0.2,), (0.3, True)]),
+    (fastact.Sigmoid, nn.Sigmoid, [()]),
+    (fastact.Tanh, nn.Tanh, [()]),
+    (fastact.GELU, nn.GELU, [(), ("tanh",)]),
+    (fastact.SELU, nn.SELU, [(), (True,)]),
     (fastact.Softmax, nn.Softmax, [(), (0,), (-1,)]),
     (fastact.LogSoftmax, nn.LogSoftmax, [(), (1,), (-2,)]),
 ]

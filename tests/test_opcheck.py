@@ -25,12 +25,22 @@ def samples():
             yield f"leaky_relu_neg-{tag}", ops.leaky_relu.default, (xg, -0.1)
             yield f"leaky_relu_-{tag}", ops.leaky_relu_.default, (x.clone(), 0.1)
             yield f"leaky_relu_backward-{tag}", ops.leaky_relu_backward.default, (g.clone().requires_grad_(), x, 0.1)
+            for name in ("sigmoid", "tanh", "selu"):
+                yield f"{name}-{tag}", getattr(ops, name).default, (xg,)
+                yield f"{name}_backward-{tag}", getattr(ops, name + "_backward").default, (g.clone().requires_grad_(), y)
+            yield f"selu_-{tag}", ops.selu_.default, (x.clone(),)
+            for approximate in ("none", "tanh"):
+                yield f"gelu-{approximate}-{tag}", ops.gelu.default, (xg, approximate)
+                yield (f"gelu_backward-{approximate}-{tag}", ops.gelu_backward.default,
+                       (g.clone().requires_grad_(), x, approximate))
             for dim in (0, 1, -1):
                 for name in ("softmax", "log_softmax"):
                     yield f"{name}-{dim}-{tag}", getattr(ops, name).default, (xg, dim)
                     yield (f"{name}_backward-{dim}-{tag}", getattr(ops, name + "_backward").default,
                            (g.clone().requires_grad_(), y.clone().requires_grad_(), dim))
     yield "relu-int", ops.relu.default, (torch.arange(-4, 4),)
+    yield "sigmoid-int", ops.sigmoid.default, (torch.arange(-4, 4),)
+    yield "tanh-bool", ops.tanh.default, (torch.tensor([True, False]),)
     yield "relu-0d", ops.relu.default, (torch.tensor(-2.0, requires_grad=True),)
     yield "softmax-0d", ops.softmax.default, (torch.tensor(2.0, requires_grad=True), 0)
     yield "softmax-empty", ops.softmax.default, (torch.randn(0, 3, requires_grad=True), 1)

@@ -39,6 +39,8 @@ def test_pointwise(tensor, slope):
     make, _ = tensor
     check_against_torch(F.relu, TF.relu, make)
     check_against_torch(lambda x: F.leaky_relu(x, slope), lambda x: TF.leaky_relu(x, slope), make)
+    for fast, ref in ((F.sigmoid, torch.sigmoid), (F.tanh, torch.tanh), (F.gelu, TF.gelu), (F.selu, TF.selu)):
+        check_against_torch(fast, ref, make)
 
 
 @SETTINGS

@@ -1,15 +1,26 @@
-// Autograd for relu and leaky_relu, on the Autograd dispatch key: backward
-// runs in C++ with no Python on the path.
+// Autograd for the pointwise activations, on the Autograd dispatch key:
+// backward runs in C++ with no Python on the path.
 //
-// Both save one tensor `s` with sign(s) == sign(input): the output (relu, and
-// leaky_relu with slope >= 0), so that a following Linear, which saves the
-// same output, shares it and no pre-activation is kept; or, for a negative
-// slope, the input. The backward ops are differentiable themselves (their
-// derivative in the gradient is the same op; in `s` it is zero almost
-// everywhere), so double backward works.
+// Each op saves one tensor s: its output wherever the derivative can be
+// written in terms of it (relu, leaky_relu with slope >= 0, sigmoid, tanh,
+// selu), so that a following Linear, which saves the same output, shares it
+// and no pre-activation is kept; otherwise its input (gelu, leaky_relu with a
+// negative slope, whose output has lost the input's sign).
+//
+// Backward ops run fastact's kernel; when the backward itself is being
+// recorded (create_graph), they run ATen's differentiable formula for the
+// same derivative instead, so double (and higher) backward works.
 #include "autograd/op_handles.h"
 
+#include <ATen/ops/elu_backward.h>
+#include <ATen/ops/gelu_backward.h>
+#include <ATen/ops/leaky_relu_backward.h>
+#include <ATen/ops/sigmoid_backward.h>
+#include <ATen/ops/tanh_backward.h>
+#include <ATen/ops/threshold_backward.h>
 #include <torch/library.h>
+
+#include <string>
 
 namespace fastact::autograd {
 namespace {
@@ -17,86 +28,148 @@ namespace {
 using torch::autograd::SavedVariable;
 using torch::autograd::variable_list;
 
-struct ReluOp {
+constexpr double kSeluAlpha = 1.6732632423543772848170429916717;
+constexpr double kSeluScale = 1.0507009873554804934193349852946;
+
+// Op traits: the op's parameters, and for each op forward (fastact), forward_
+// (in place, where torch has it), backward(g, s) (fastact) and
+// differentiable_backward(g, s) (ATen).
+struct Relu {
   static constexpr const char* kName = "relu";
-  static constexpr const char* kNodeName = "FastactReluBackward";
-  static constexpr const char* kNodeNameBackward = "FastactReluBackwardBackward";
-  static at::Tensor forward(const at::Tensor& x, double) { return ops::relu(x); }
-  static void forward_(at::Tensor& x, double) { ops::relu_(x); }
-  static at::Tensor backward(const at::Tensor& g, const at::Tensor& s, double) {
-    return ops::relu_backward(g, s);
+  static constexpr const char* kNode = "FastactReluBackward";
+  bool saves_output() const { return true; }
+  at::Tensor forward(const at::Tensor& x) const { return ops::relu(x); }
+  void forward_(at::Tensor& x) const { ops::relu_(x); }
+  at::Tensor backward(const at::Tensor& g, const at::Tensor& s) const { return ops::relu_backward(g, s); }
+  at::Tensor differentiable_backward(const at::Tensor& g, const at::Tensor& s) const {
+    return at::threshold_backward(g, s, 0);
   }
 };
 
-struct LeakyReluOp {
+struct LeakyRelu {
   static constexpr const char* kName = "leaky_relu";
-  static constexpr const char* kNodeName = "FastactLeakyReluBackward";
-  static constexpr const char* kNodeNameBackward = "FastactLeakyReluBackwardBackward";
-  static at::Tensor forward(const at::Tensor& x, double slope) { return ops::leaky_relu(x, slope); }
-  static void forward_(at::Tensor& x, double slope) { ops::leaky_relu_(x, slope); }
-  static at::Tensor backward(const at::Tensor& g, const at::Tensor& s, double slope) {
+  static constexpr const char* kNode = "FastactLeakyReluBackward";
+  double slope = 0.01;
+  bool saves_output() const { return slope >= 0; }
+  at::Tensor forward(const at::Tensor& x) const { return ops::leaky_relu(x, slope); }
+  void forward_(at::Tensor& x) const { ops::leaky_relu_(x, slope); }
+  at::Tensor backward(const at::Tensor& g, const at::Tensor& s) const {
     return ops::leaky_relu_backward(g, s, slope);
+  }
+  at::Tensor differentiable_backward(const at::Tensor& g, const at::Tensor& s) const {
+    return at::leaky_relu_backward(g, s, slope, /*self_is_result=*/false);  // same sign either way
+  }
+};
+
+struct Sigmoid {
+  static constexpr const char* kName = "sigmoid";
+  static constexpr const char* kNode = "FastactSigmoidBackward";
+  bool saves_output() const { return true; }
+  at::Tensor forward(const at::Tensor& x) const { return ops::sigmoid(x); }
+  at::Tensor backward(const at::Tensor& g, const at::Tensor& s) const { return ops::sigmoid_backward(g, s); }
+  at::Tensor differentiable_backward(const at::Tensor& g, const at::Tensor& s) const {
+    return at::sigmoid_backward(g, s);
+  }
+};
+
+struct Tanh {
+  static constexpr const char* kName = "tanh";
+  static constexpr const char* kNode = "FastactTanhBackward";
+  bool saves_output() const { return true; }
+  at::Tensor forward(const at::Tensor& x) const { return ops::tanh(x); }
+  at::Tensor backward(const at::Tensor& g, const at::Tensor& s) const { return ops::tanh_backward(g, s); }
+  at::Tensor differentiable_backward(const at::Tensor& g, const at::Tensor& s) const {
+    return at::tanh_backward(g, s);
+  }
+};
+
+struct Gelu {
+  static constexpr const char* kName = "gelu";
+  static constexpr const char* kNode = "FastactGeluBackward";
+  std::string approximate = "none";
+  bool saves_output() const { return false; }
+  at::Tensor forward(const at::Tensor& x) const { return ops::gelu(x, approximate); }
+  at::Tensor backward(const at::Tensor& g, const at::Tensor& s) const {
+    return ops::gelu_backward(g, s, approximate);
+  }
+  at::Tensor differentiable_backward(const at::Tensor& g, const at::Tensor& s) const {
+    return at::gelu_backward(g, s, approximate);
+  }
+};
+
+struct Selu {
+  static constexpr const char* kName = "selu";
+  static constexpr const char* kNode = "FastactSeluBackward";
+  bool saves_output() const { return true; }
+  at::Tensor forward(const at::Tensor& x) const { return ops::selu(x); }
+  void forward_(at::Tensor& x) const { ops::selu_(x); }
+  at::Tensor backward(const at::Tensor& g, const at::Tensor& s) const { return ops::selu_backward(g, s); }
+  at::Tensor differentiable_backward(const at::Tensor& g, const at::Tensor& s) const {
+    return at::elu_backward(g, kSeluAlpha, kSeluScale, 1.0, /*is_result=*/true, s);
   }
 };
 
 template <typename Op>
-at::Tensor activation_backward(const at::Tensor& grad, const at::Tensor& s, double slope);
+at::Tensor pointwise_backward(const Op& op, const at::Tensor& grad, const at::Tensor& s) {
+  check_no_forward_ad(Op::kName, grad, s);
+  if (needs_grad(grad, s)) return op.differentiable_backward(grad, s);  // recorded by ATen
+  at::AutoDispatchBelowADInplaceOrView below;
+  return op.backward(grad, s);
+}
 
-// grad -> grad_input = Op::backward(grad, s). `Backward` selects the node of
-// the forward op (inputs: x) or of the backward op (inputs: grad, s).
-template <typename Op, bool kOfBackward>
-struct ActivationNode final : torch::autograd::Node {
+template <typename Op>
+struct PointwiseNode final : torch::autograd::Node {
+  Op op;
   SavedVariable s;
-  double slope = 0;
 
   variable_list apply(variable_list&& grads) override {
-    variable_list out(kOfBackward ? 2 : 1);
+    variable_list out(1);
     if (grads[0].defined() && should_compute_output(0)) {
-      out[0] = activation_backward<Op>(grads[0], s.unpack(this->getptr()), slope);
+      out[0] = pointwise_backward(op, grads[0], s.unpack(this->getptr()));
     }
-    return out;  // the derivative in s (of the backward op) is zero a.e.
+    return out;
   }
-  std::string name() const override { return kOfBackward ? Op::kNodeNameBackward : Op::kNodeName; }
+  std::string name() const override { return Op::kNode; }
   void release_variables() override { s.reset_data(); }
 };
 
 template <typename Op>
-at::Tensor activation(const at::Tensor& x, double slope) {
+at::Tensor pointwise(const Op& op, const at::Tensor& x) {
   check_no_forward_ad(Op::kName, x);
   at::Tensor out;
   {
     at::AutoDispatchBelowADInplaceOrView below;
-    out = Op::forward(x, slope);
+    out = op.forward(x);
   }
   if (needs_grad(x)) {
-    auto node = make_node<ActivationNode<Op, false>>(x);
-    node->slope = slope;
+    auto node = make_node<PointwiseNode<Op>>(x);
+    node->op = op;
     torch::autograd::set_history(out, node);
-    node->s = slope >= 0 ? SavedVariable(out, /*is_output=*/true) : SavedVariable(x, false);
+    node->s = op.saves_output() ? SavedVariable(out, /*is_output=*/true) : SavedVariable(x, false);
   }
   return out;
 }
 
 template <typename Op>
-void activation_(at::Tensor& x, double slope) {
+void pointwise_(const Op& op, at::Tensor& x) {
   check_no_forward_ad(Op::kName, x);
   const bool grad = needs_grad(x);
   torch::autograd::check_inplace(x, grad);
-  // In place, the input is gone and a negative slope leaves the output's
-  // sign useless for backward: refuse now rather than at backward (torch
-  // refuses at backward, with the same advice).
-  TORCH_CHECK(!grad || slope >= 0,
+  // In place the input is gone; only leaky_relu with a negative slope has an
+  // output that cannot stand in for it. Refuse now rather than at backward
+  // (torch refuses at backward, with the same advice).
+  TORCH_CHECK(!grad || op.saves_output(),
               "In-place leakyReLu backward calculation is triggered with a negative slope which "
               "is not supported. This is caused by calling in-place forward function with a "
               "negative slope, please call out-of-place version instead.");
-  c10::intrusive_ptr<ActivationNode<Op, false>> node;
+  c10::intrusive_ptr<PointwiseNode<Op>> node;
   if (grad) {
-    node = make_node<ActivationNode<Op, false>>(x);
-    node->slope = slope;
+    node = make_node<PointwiseNode<Op>>(x);
+    node->op = op;
   }
   {
     at::AutoDispatchBelowADInplaceOrView below;
-    Op::forward_(x, slope);
+    op.forward_(x);
   }
   torch::autograd::increment_version(x);
   if (grad) {
@@ -105,38 +178,32 @@ void activation_(at::Tensor& x, double slope) {
   }
 }
 
-template <typename Op>
-at::Tensor activation_backward(const at::Tensor& grad, const at::Tensor& s, double slope) {
-  check_no_forward_ad(Op::kName, grad, s);
-  at::Tensor grad_input;
-  {
-    at::AutoDispatchBelowADInplaceOrView below;
-    grad_input = Op::backward(grad, s, slope);
-  }
-  if (needs_grad(grad, s)) {
-    auto node = make_node<ActivationNode<Op, true>>(grad, s);
-    node->slope = slope;
-    node->s = SavedVariable(s, false);
-    torch::autograd::set_history(grad_input, node);
-  }
-  return grad_input;
-}
-
-at::Tensor relu(const at::Tensor& x) { return activation<ReluOp>(x, 0.0); }
-void relu_(at::Tensor& x) { activation_<ReluOp>(x, 0.0); }
-at::Tensor relu_backward(const at::Tensor& g, const at::Tensor& s) {
-  return activation_backward<ReluOp>(g, s, 0.0);
-}
+using at::Tensor;
 
 }  // namespace
 
 TORCH_LIBRARY_IMPL(fastact, Autograd, m) {
-  m.impl("relu", &relu);
-  m.impl("relu_", &relu_);
-  m.impl("relu_backward", &relu_backward);
-  m.impl("leaky_relu", &activation<LeakyReluOp>);
-  m.impl("leaky_relu_", &activation_<LeakyReluOp>);
-  m.impl("leaky_relu_backward", &activation_backward<LeakyReluOp>);
+  m.impl("relu", [](const Tensor& x) { return pointwise(Relu{}, x); });
+  m.impl("relu_", [](Tensor& x) { pointwise_(Relu{}, x); });
+  m.impl("relu_backward", [](const Tensor& g, const Tensor& s) { return pointwise_backward(Relu{}, g, s); });
+  m.impl("leaky_relu", [](const Tensor& x, double slope) { return pointwise(LeakyRelu{slope}, x); });
+  m.impl("leaky_relu_", [](Tensor& x, double slope) { pointwise_(LeakyRelu{slope}, x); });
+  m.impl("leaky_relu_backward", [](const Tensor& g, const Tensor& s, double slope) {
+    return pointwise_backward(LeakyRelu{slope}, g, s);
+  });
+  m.impl("sigmoid", [](const Tensor& x) { return pointwise(Sigmoid{}, x); });
+  m.impl("sigmoid_backward", [](const Tensor& g, const Tensor& s) { return pointwise_backward(Sigmoid{}, g, s); });
+  m.impl("tanh", [](const Tensor& x) { return pointwise(Tanh{}, x); });
+  m.impl("tanh_backward", [](const Tensor& g, const Tensor& s) { return pointwise_backward(Tanh{}, g, s); });
+  m.impl("gelu", [](const Tensor& x, c10::string_view approximate) {
+    return pointwise(Gelu{std::string(approximate)}, x);
+  });
+  m.impl("gelu_backward", [](const Tensor& g, const Tensor& x, c10::string_view approximate) {
+    return pointwise_backward(Gelu{std::string(approximate)}, g, x);
+  });
+  m.impl("selu", [](const Tensor& x) { return pointwise(Selu{}, x); });
+  m.impl("selu_", [](Tensor& x) { pointwise_(Selu{}, x); });
+  m.impl("selu_backward", [](const Tensor& g, const Tensor& s) { return pointwise_backward(Selu{}, g, s); });
 }
 
 }  // namespace fastact::autograd

@@ -44,6 +44,45 @@ inline at::Tensor leaky_relu_backward(const at::Tensor& g, const at::Tensor& s, 
       "fastact::leaky_relu_backward");
   return op.call(g, s, slope);
 }
+using UnarySig = at::Tensor(const at::Tensor&);
+using BackwardSig = at::Tensor(const at::Tensor&, const at::Tensor&);
+inline at::Tensor sigmoid(const at::Tensor& x) {
+  static const auto op = lookup<UnarySig>("fastact::sigmoid");
+  return op.call(x);
+}
+inline at::Tensor sigmoid_backward(const at::Tensor& g, const at::Tensor& y) {
+  static const auto op = lookup<BackwardSig>("fastact::sigmoid_backward");
+  return op.call(g, y);
+}
+inline at::Tensor tanh(const at::Tensor& x) {
+  static const auto op = lookup<UnarySig>("fastact::tanh");
+  return op.call(x);
+}
+inline at::Tensor tanh_backward(const at::Tensor& g, const at::Tensor& y) {
+  static const auto op = lookup<BackwardSig>("fastact::tanh_backward");
+  return op.call(g, y);
+}
+inline at::Tensor gelu(const at::Tensor& x, c10::string_view approximate) {
+  static const auto op = lookup<at::Tensor(const at::Tensor&, c10::string_view)>("fastact::gelu");
+  return op.call(x, approximate);
+}
+inline at::Tensor gelu_backward(const at::Tensor& g, const at::Tensor& x, c10::string_view approximate) {
+  static const auto op =
+      lookup<at::Tensor(const at::Tensor&, const at::Tensor&, c10::string_view)>("fastact::gelu_backward");
+  return op.call(g, x, approximate);
+}
+inline at::Tensor selu(const at::Tensor& x) {
+  static const auto op = lookup<UnarySig>("fastact::selu");
+  return op.call(x);
+}
+inline void selu_(at::Tensor& x) {
+  static const auto op = lookup<void(at::Tensor&)>("fastact::selu_");
+  op.call(x);
+}
+inline at::Tensor selu_backward(const at::Tensor& g, const at::Tensor& y) {
+  static const auto op = lookup<BackwardSig>("fastact::selu_backward");
+  return op.call(g, y);
+}
 using SoftmaxSig = at::Tensor(const at::Tensor&, int64_t);
 using SoftmaxBackwardSig = at::Tensor(const at::Tensor&, const at::Tensor&, int64_t);
 inline at::Tensor softmax(const at::Tensor& x, int64_t dim) {

@@ -1,10 +1,13 @@
-// CPU kernels for the pointwise activations: relu and leaky_relu, forward,
-// in place and backward.
+// CPU kernels for the pointwise activations: relu, leaky_relu, sigmoid, tanh,
+// gelu, selu; forward, in place (where torch has it) and backward.
 #include "cpu/elementwise.h"
 #include "cpu/output_allocator.h"
 
 #include <ATen/Dispatch.h>
+#include <c10/core/DefaultDtype.h>
 #include <torch/library.h>
+
+#include <cmath>
 
 namespace fastact::cpu {
 namespace {
@@ -92,6 +95,148 @@ at::Tensor leaky_relu_backward(const at::Tensor& grad_output, const at::Tensor& 
   return grad_input;
 }
 
+// torch.sigmoid and torch.tanh compute integer and bool inputs in the default
+// float dtype.
+at::Tensor promote_to_float(const at::Tensor& x) {
+  return at::isIntegralType(x.scalar_type(), /*includeBool=*/true)
+             ? x.to(c10::typeMetaToScalarType(c10::get_default_dtype()))
+             : x;
+}
+
+at::Tensor sigmoid(const at::Tensor& self) {
+  const at::Tensor x = promote_to_float(self);
+  at::Tensor out = empty_output_like(x);
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "sigmoid", [&] {
+    using Vec = typename VecIO<scalar_t>::Vec;
+    map_elementwise<scalar_t, 1>({x}, out, [](Vec v) { return Vec(1) / (Vec(1) + vec_exp(Vec(0) - v)); });
+  });
+  return out;
+}
+
+at::Tensor tanh(const at::Tensor& self) {
+  const at::Tensor x = promote_to_float(self);
+  at::Tensor out = empty_output_like(x);
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "tanh", [&] {
+    using Vec = typename VecIO<scalar_t>::Vec;
+    map_elementwise<scalar_t, 1>({x}, out, [](Vec v) { return v.tanh(); });
+  });
+  return out;
+}
+
+// grad * y (1 - y), as torch's sigmoid_backward
+at::Tensor sigmoid_backward(const at::Tensor& grad_output, const at::Tensor& result) {
+  check_grad_pair("sigmoid_backward", grad_output, result);
+  at::Tensor grad_input = empty_output_like(result);
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, result.scalar_type(), "sigmoid_backward", [&] {
+    using Vec = typename VecIO<scalar_t>::Vec;
+    map_elementwise<scalar_t, 2>({grad_output, result}, grad_input,
+                                 [](Vec g, Vec y) { return g * (Vec(1) - y) * y; });
+  });
+  return grad_input;
+}
+
+// grad * (1 - y^2)
+at::Tensor tanh_backward(const at::Tensor& grad_output, const at::Tensor& result) {
+  check_grad_pair("tanh_backward", grad_output, result);
+  at::Tensor grad_input = empty_output_like(result);
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, result.scalar_type(), "tanh_backward", [&] {
+    using Vec = typename VecIO<scalar_t>::Vec;
+    map_elementwise<scalar_t, 2>({grad_output, result}, grad_input,
+                                 [](Vec g, Vec y) { return g * (Vec(1) - y * y); });
+  });
+  return grad_input;
+}
+
+bool gelu_uses_tanh(c10::string_view approximate) {
+  TORCH_CHECK(approximate == "none" || approximate == "tanh", "approximate argument must be either none or tanh.");
+  return approximate == "tanh";
+}
+
+// The tanh form's constants: sqrt(2 / pi) and 0.044715.
+constexpr double kGeluBeta = 0.7978845608028654;
+constexpr double kGeluKappa = 0.044715;
+
+// none: x Phi(x) = 0.5 x (1 + erf(x / sqrt 2));
+// tanh: 0.5 x (1 + tanh(sqrt(2 / pi) (x + 0.044715 x^3)))
+at::Tensor gelu(const at::Tensor& self, c10::string_view approximate) {
+  const bool use_tanh = gelu_uses_tanh(approximate);
+  at::Tensor out = empty_output_like(self);
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, self.scalar_type(), "gelu", [&] {
+    using Vec = typename VecIO<scalar_t>::Vec;
+    using Acc = acc_t<scalar_t>;
+    const Vec half(0.5), one(1), beta(static_cast<Acc>(kGeluBeta)), kappa(static_cast<Acc>(kGeluKappa)), rsqrt2(Acc(M_SQRT1_2));
+    map_elementwise<scalar_t, 1>({self}, out, [=](Vec x) {
+      const Vec t = use_tanh ? (beta * (x + kappa * x * x * x)).tanh() : (x * rsqrt2).erf();
+      return half * x * (one + t);
+    });
+  });
+  return out;
+}
+
+// d/dx of either form, as torch's gelu_backward computes it
+at::Tensor gelu_backward(const at::Tensor& grad_output, const at::Tensor& self, c10::string_view approximate) {
+  check_grad_pair("gelu_backward", grad_output, self);
+  const bool use_tanh = gelu_uses_tanh(approximate);
+  at::Tensor grad_input = empty_output_like(self);
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, self.scalar_type(), "gelu_backward", [&] {
+    using Vec = typename VecIO<scalar_t>::Vec;
+    using Acc = acc_t<scalar_t>;
+    const Vec half(0.5), one(1), three(3), beta(static_cast<Acc>(kGeluBeta)), kappa(static_cast<Acc>(kGeluKappa)),
+        rsqrt2(Acc(M_SQRT1_2)), rsqrt2pi(Acc(0.3989422804014327)), minus_half(-0.5);
+    map_elementwise<scalar_t, 2>({grad_output, self}, grad_input, [=](Vec g, Vec x) {
+      if (use_tanh) {
+        const Vec x_sq = x * x;
+        const Vec t = (beta * (x + kappa * x_sq * x)).tanh();
+        const Vec left_derivative = half * (one + t);
+        const Vec right_derivative = half * x * (one - t * t) * beta * (one + three * kappa * x_sq);
+        return g * (left_derivative + right_derivative);
+      }
+      const Vec cdf = half * (one + (x * rsqrt2).erf());
+      const Vec pdf = vec_exp(minus_half * x * x) * rsqrt2pi;
+      return g * (cdf + x * pdf);
+    });
+  });
+  return grad_input;
+}
+
+constexpr double kSeluAlpha = 1.6732632423543772848170429916717;
+constexpr double kSeluScale = 1.0507009873554804934193349852946;
+
+template <typename T>
+void selu_into(const at::Tensor& x, const at::Tensor& out) {
+  using Vec = typename VecIO<T>::Vec;
+  using Acc = acc_t<T>;
+  const Vec zero(0), scale(static_cast<Acc>(kSeluScale)), alpha_scale(static_cast<Acc>(kSeluAlpha * kSeluScale));
+  map_elementwise<T, 1>({x}, out, [=](Vec v) { return Vec::blendv(alpha_scale * v.expm1(), scale * v, v > zero); });
+}
+
+at::Tensor selu(const at::Tensor& self) {
+  at::Tensor out = empty_output_like(self);
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, self.scalar_type(), "selu",
+                                  [&] { selu_into<scalar_t>(self, out); });
+  return out;
+}
+
+void selu_(at::Tensor& self) {
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, self.scalar_type(), "selu_",
+                                  [&] { selu_into<scalar_t>(self, self); });
+}
+
+// From the output (torch's elu_backward with is_result): y > 0 has x > 0.
+at::Tensor selu_backward(const at::Tensor& grad_output, const at::Tensor& result) {
+  check_grad_pair("selu_backward", grad_output, result);
+  at::Tensor grad_input = empty_output_like(result);
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, result.scalar_type(), "selu_backward", [&] {
+    using Vec = typename VecIO<scalar_t>::Vec;
+    using Acc = acc_t<scalar_t>;
+    const Vec zero(0), scale(static_cast<Acc>(kSeluScale)), alpha_scale(static_cast<Acc>(kSeluAlpha * kSeluScale));
+    map_elementwise<scalar_t, 2>({grad_output, result}, grad_input, [=](Vec g, Vec y) {
+      return Vec::blendv(g * (y + alpha_scale), g * scale, y > zero);
+    });
+  });
+  return grad_input;
+}
+
 // exp as the kernels compute it (vec_exp), for tests/test_exp.py.
 at::Tensor vec_exp_kernel(const at::Tensor& self) {
   TORCH_CHECK(self.scalar_type() == at::kFloat, "_vec_exp: float32 only");
@@ -110,6 +255,15 @@ TORCH_LIBRARY_IMPL(fastact, CPU, m) {
   m.impl("leaky_relu", &leaky_relu);
   m.impl("leaky_relu_", &leaky_relu_);
   m.impl("leaky_relu_backward", &leaky_relu_backward);
+  m.impl("sigmoid", &sigmoid);
+  m.impl("sigmoid_backward", &sigmoid_backward);
+  m.impl("tanh", &tanh);
+  m.impl("tanh_backward", &tanh_backward);
+  m.impl("gelu", &gelu);
+  m.impl("gelu_backward", &gelu_backward);
+  m.impl("selu", &selu);
+  m.impl("selu_", &selu_);
+  m.impl("selu_backward", &selu_backward);
 }
 
 }  // namespace fastact::cpu

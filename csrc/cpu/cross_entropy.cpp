@@ -71,10 +71,12 @@ struct TargetLanes {
 
 // The math, once for both row policies: every per-row quantity is a vector
 // (broadcast on a LastDimRow, one row per lane on StridedRows). x, t and grad
-// point at the row (block) start. Returns the loss of each lane's row.
+// point at the row (block) start; with a gradient to write, scratch (the
+// policy's scratch_size()) keeps exp(x - max) from the sum pass, so the
+// gradient pass needs no second exp. Returns the loss of each lane's row.
 template <typename T, typename Row>
 typename VecIO<T>::Vec cross_entropy_rows(const Problem<T>& P, const Row& row, const T* x, const T* t, T* grad,
-                                          const TargetLanes<typename VecIO<T>::Vec>& target) {
+                                          const TargetLanes<typename VecIO<T>::Vec>& target, acc_t<T>* scratch) {
   using IO = VecIO<T>;
   using Vec = typename IO::Vec;
   using Acc = acc_t<T>;
@@ -84,11 +86,15 @@ typename VecIO<T>::Vec cross_entropy_rows(const Problem<T>& P, const Row& row, c
   };
   const Vec max = row.reduce(-std::numeric_limits<Acc>::infinity(), vec_max<Vec>,
                              [&](int64_t o, int64_t n) { return IO::load(x + o, n); });
-  const Vec log_sum = row.reduce(0, vec_add<Vec>, [&](int64_t o, int64_t n) {
-    return vec_exp(IO::load(x + o, n) - max);
-  }).log();
-  // -log p, formed as (max - x) + log_sum
+  const Vec sum = row.reduce(0, vec_add<Vec>, [&](int64_t o, int64_t n) {
+    const Vec e = vec_exp(IO::load(x + o, n) - max);
+    if (grad) e.store(scratch + row.scratch_index(o));
+    return e;
+  });
+  const Vec log_sum = sum.log(), inv_sum = Vec(1) / sum;
+  // -log p, formed as (max - x) + log_sum; p itself from the kept exps
   auto neg_log_p = [&](int64_t o, int64_t n) { return (max - IO::load(x + o, n)) + log_sum; };
+  auto p = [&](int64_t o) { return Vec::loadu(scratch + row.scratch_index(o)) * inv_sum; };
   const Vec zero(0);
 
   if (!t) {
@@ -104,7 +110,7 @@ typename VecIO<T>::Vec cross_entropy_rows(const Problem<T>& P, const Row& row, c
       const Vec b_y = Vec(1 - e) * target.w_y * Vec(P.grad_scale);
       const Vec b_w(e_per_class * P.grad_scale);
       row.map(grad, [&](int64_t o, int64_t n) {
-        Vec g = vec_exp(zero - neg_log_p(o, n)) * a;
+        Vec g = p(o) * a;
         if (e > 0) g = g - weight_at(o, n) * b_w;
         g = g - Vec::blendv(zero, b_y, row.class_index(o) == target.y);
         return Vec::blendv(zero, g, target.valid);  // ignored rows: exactly 0
@@ -124,7 +130,7 @@ typename VecIO<T>::Vec cross_entropy_rows(const Problem<T>& P, const Row& row, c
     const Vec s = row.reduce(0, vec_add<Vec>, weighted_target) * Vec(P.grad_scale);
     const Vec scale(P.grad_scale);
     row.map(grad, [&](int64_t o, int64_t n) {
-      return vec_exp(zero - neg_log_p(o, n)) * s - weighted_target(o, n) * scale;
+      return p(o) * s - weighted_target(o, n) * scale;
     });
   }
   return loss;
@@ -156,6 +162,7 @@ double cross_entropy_long_rows(const Problem<T>& P, int64_t begin, int64_t end, 
   using IO = VecIO<T>;
   using Vec = typename IO::Vec;
   const LastDimRow<T> row{P.C, P.stream};
+  std::vector<acc_t<T>> scratch(P.grad ? row.scratch_size() : 0);
   double total = 0;
   for (int64_t r = begin; r < end; ++r) {
     T* grad = P.grad ? P.grad + r * P.C : nullptr;
@@ -167,7 +174,7 @@ double cross_entropy_long_rows(const Problem<T>& P, int64_t begin, int64_t end, 
       TargetLanes<Vec> target{Vec(acc_t<T>(y)), Vec(P.weight && y >= 0 ? acc_t<T>(P.weight[y]) : 1),
                               Vec(0) == Vec(0), {y}};
       const Vec l = cross_entropy_rows(P, row, P.x + r * P.C, P.prob_target ? P.prob_target + r * P.C : nullptr,
-                                       grad, target);
+                                       grad, target, scratch.data());
       acc_t<T> lanes[Vec::size()];
       l.store(lanes);
       loss = lanes[0];
@@ -190,6 +197,7 @@ double cross_entropy_short_rows(const Problem<T>& P, int64_t begin, int64_t end,
   constexpr int64_t K = IO::kStep;
   const int64_t C = P.C;
   std::vector<T> x_tile(C * K), t_tile(P.prob_target ? C * K : 0), g_tile(P.grad ? C * K : 0);
+  std::vector<acc_t<T>> scratch(P.grad ? C * K : 0);
   double total = 0;
   for (int64_t r0 = begin; r0 < end; r0 += K) {
     const int64_t lanes = std::min(K, end - r0);
@@ -204,7 +212,7 @@ double cross_entropy_short_rows(const Problem<T>& P, int64_t begin, int64_t end,
     const TargetLanes<Vec> target = P.index_target ? target_lanes<Vec>(P, P.index_target + r0, lanes)
                                                    : TargetLanes<Vec>{Vec(-1), Vec(1), Vec(0) == Vec(0), {-1}};
     const Vec l = cross_entropy_rows(P, tile, x_tile.data(), P.prob_target ? t_tile.data() : nullptr,
-                                     P.grad ? g_tile.data() : nullptr, target);
+                                     P.grad ? g_tile.data() : nullptr, target, scratch.data());
     acc_t<T> losses[K];
     l.store(losses);
     for (int64_t k = 0; k < lanes; ++k) {
