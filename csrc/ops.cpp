@@ -37,6 +37,7 @@ PYBIND11_MODULE(_C, m) {
   m.def("selu_", [](at::Tensor x) { ops::selu_(x); }, release());
   m.def("softmax", &ops::softmax, release());
   m.def("cross_entropy", &ops::cross_entropy, release());
+  m.def("binary_cross_entropy_with_logits", &ops::binary_cross_entropy_with_logits, release());
   m.def("log_softmax", &ops::log_softmax, release());
 }
 
@@ -117,4 +118,11 @@ TORCH_LIBRARY(fastact, m) {
   m.def(
       "cross_entropy(Tensor input, Tensor target, Tensor? weight, int reduction, "
       "int ignore_index, float label_smoothing, bool compute_grad) -> (Tensor, Tensor)");
+
+  // Fused binary cross entropy with logits; weight and pos_weight come
+  // expanded to the input's shape. Returns the loss and, when compute_grad,
+  // its gradient for an incoming gradient of 1, as cross_entropy does.
+  m.def(
+      "binary_cross_entropy_with_logits(Tensor input, Tensor target, Tensor? weight, Tensor? pos_weight, "
+      "int reduction, bool compute_grad) -> (Tensor, Tensor)");
 }

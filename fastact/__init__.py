@@ -6,11 +6,11 @@
 from fastact import _fake
 from fastact import functional
 from fastact._backend import BackendInfo, backend
-from fastact.modules import GELU, SELU, CrossEntropyLoss, LeakyReLU, LogSoftmax, ReLU, Sigmoid, Softmax, Tanh
+from fastact.modules import GELU, SELU, BCEWithLogitsLoss, CrossEntropyLoss, LeakyReLU, LogSoftmax, ReLU, Sigmoid, Softmax, Tanh
 from fastact.swap import swap
 
 __version__ = "0.1.0"
-__all__ = ["ReLU", "LeakyReLU", "Sigmoid", "Tanh", "GELU", "SELU", "Softmax", "LogSoftmax", "CrossEntropyLoss", "functional", "swap", "backend", "BackendInfo", "empty_cache"]
+__all__ = ["ReLU", "LeakyReLU", "Sigmoid", "Tanh", "GELU", "SELU", "Softmax", "LogSoftmax", "CrossEntropyLoss", "BCEWithLogitsLoss", "functional", "swap", "backend", "BackendInfo", "empty_cache"]
 
 _fake.register()
 

@@ -113,3 +113,9 @@ def register():
         loss = input.new_empty((rows,)) if reduction == 0 else input.new_empty(())
         grad = input.new_empty(input.shape) if compute_grad else input.new_empty((0,))
         return loss, grad
+
+    @torch.library.register_fake(lib + "binary_cross_entropy_with_logits")
+    def _(input, target, weight, pos_weight, reduction, compute_grad):
+        loss = input.new_empty(input.shape) if reduction == 0 else input.new_empty(())
+        grad = input.new_empty(input.shape) if compute_grad else input.new_empty((0,))
+        return loss, grad

@@ -22,7 +22,7 @@ _NAMES = (
     "gelu", "gelu_backward", "selu", "selu_", "selu_backward",
     "softmax", "softmax_backward",
     "log_softmax", "log_softmax_backward",
-    "cross_entropy",
+    "cross_entropy", "binary_cross_entropy_with_logits",
 )
 
 

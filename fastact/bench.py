@@ -59,6 +59,9 @@ OPS: Dict[str, OpSpec] = {
     "log_softmax": OpSpec(lambda x, _: TF.log_softmax(x, -1), lambda x, _: F.log_softmax(x, -1)),
     "cross_entropy": OpSpec(TF.cross_entropy, F.cross_entropy, 1, 2, tuple(LOSS_SIZES), _class_indices),
     "cross_entropy_probs": OpSpec(TF.cross_entropy, F.cross_entropy, 2, 3, tuple(LOSS_SIZES), _class_probabilities),
+    # reads x and t; forward+backward also writes the gradient
+    "bce_with_logits": OpSpec(TF.binary_cross_entropy_with_logits, F.binary_cross_entropy_with_logits, 2, 3,
+                              ((1000, 10), (4096, 4096)), lambda shape: torch.rand(shape)),
 }
 
 

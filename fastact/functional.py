@@ -9,6 +9,7 @@ implements: same names, parameters, defaults and results.
     softmax(x, d)     = exp(x - max) / sum_d exp(x - max)
     log_softmax(x, d) = x - max - log sum_d exp(x - max)
     cross_entropy     = softmax + negative log likelihood, fused (see below)
+    binary_cross_entropy_with_logits = sigmoid + binary cross entropy, fused
 
 Each is one registered op (torch.ops.fastact.*) with a C++ autograd kernel;
 backward saves the output only.
@@ -25,7 +26,7 @@ from torch.overrides import handle_torch_function, has_torch_function_unary, has
 from fastact import _ops
 
 __all__ = ["relu", "relu_", "leaky_relu", "leaky_relu_", "sigmoid", "tanh", "gelu", "selu", "selu_",
-           "softmax", "log_softmax", "cross_entropy"]
+           "softmax", "log_softmax", "cross_entropy", "binary_cross_entropy_with_logits"]
 
 
 def relu(input: Tensor, inplace: bool = False) -> Tensor:
@@ -227,4 +228,42 @@ def cross_entropy(input: Tensor, target: Tensor, weight: Optional[Tensor] = None
     if reduction_enum == 0:  # none: the per-sample shape
         batch_shape = input.shape[:class_dim] + input.shape[class_dim + 1:]
         loss = loss.reshape(batch_shape)
+    return loss
+
+
+def binary_cross_entropy_with_logits(input: Tensor, target: Tensor, weight: Optional[Tensor] = None,
+                                     size_average: Optional[bool] = None, reduce: Optional[bool] = None,
+                                     reduction: str = "mean", pos_weight: Optional[Tensor] = None) -> Tensor:
+    r"""binary_cross_entropy_with_logits(input, target, weight=None, size_average=None,
+    reduce=None, reduction='mean', pos_weight=None) -> Tensor
+
+    torch's function, fused: per element, with lw = 1 + (pos_weight - 1) t,
+        loss = weight * ((1 - t) x + lw * softplus(-x))
+    computed stably in one pass that also writes the gradient,
+    weight * (lw * sigmoid(x) - pos_weight * t), when input needs it; backward
+    only scales it. weight and pos_weight broadcast as in torch.
+    """
+    if has_torch_function_variadic(input, target, weight, pos_weight):
+        return handle_torch_function(
+            binary_cross_entropy_with_logits, (input, target, weight, pos_weight), input, target,
+            weight=weight, size_average=size_average, reduce=reduce, reduction=reduction, pos_weight=pos_weight,
+        )
+    if size_average is not None or reduce is not None:
+        reduction = _reduction.legacy_get_string(size_average, reduce)
+    reduction_enum = _reduction.get_enum(reduction)
+    if target.size() != input.size():
+        raise ValueError(f"Target size ({target.size()}) must be the same as input size ({input.size()})")
+    if not target.is_floating_point():
+        raise RuntimeError(f"result type {str(input.dtype).split('.')[1].capitalize()} can't be cast to the "
+                           f"desired output type {str(target.dtype).split('.')[1].capitalize()}"
+                           .replace("Int64", "Long").replace("Float32", "Float"))
+    target = target.to(input.dtype)
+    # broadcast as torch does (its errors for shapes that do not broadcast)
+    if weight is not None:
+        weight = torch.broadcast_to(weight, input.shape).to(input.dtype)
+    if pos_weight is not None:
+        pos_weight = torch.broadcast_to(pos_weight, input.shape).to(input.dtype)
+    compute_grad = input.requires_grad and torch.is_grad_enabled()
+    ops = _ops.traced if is_compiling() else _ops.eager
+    loss, _ = ops.binary_cross_entropy_with_logits(input, target, weight, pos_weight, reduction_enum, compute_grad)
     return loss

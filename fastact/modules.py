@@ -5,7 +5,8 @@ from torch import Tensor, nn
 
 from fastact import functional as F
 
-__all__ = ["ReLU", "LeakyReLU", "Sigmoid", "Tanh", "GELU", "SELU", "Softmax", "LogSoftmax", "CrossEntropyLoss"]
+__all__ = ["ReLU", "LeakyReLU", "Sigmoid", "Tanh", "GELU", "SELU", "Softmax", "LogSoftmax", "CrossEntropyLoss",
+           "BCEWithLogitsLoss"]
 
 
 class ReLU(nn.ReLU):
@@ -72,7 +73,15 @@ class CrossEntropyLoss(nn.CrossEntropyLoss):
                                reduction=self.reduction, label_smoothing=self.label_smoothing)
 
 
+class BCEWithLogitsLoss(nn.BCEWithLogitsLoss):
+    __doc__ = nn.BCEWithLogitsLoss.__doc__
+
+    def forward(self, input: Tensor, target: Tensor) -> Tensor:
+        return F.binary_cross_entropy_with_logits(input, target, self.weight, pos_weight=self.pos_weight,
+                                                  reduction=self.reduction)
+
+
 # torch module -> its fastact replacement; fastact.swap reads this.
 REPLACEMENTS = {nn.ReLU: ReLU, nn.LeakyReLU: LeakyReLU, nn.Sigmoid: Sigmoid, nn.Tanh: Tanh, nn.GELU: GELU,
                 nn.SELU: SELU, nn.Softmax: Softmax, nn.LogSoftmax: LogSoftmax,
-                nn.CrossEntropyLoss: CrossEntropyLoss}
+                nn.CrossEntropyLoss: CrossEntropyLoss, nn.BCEWithLogitsLoss: BCEWithLogitsLoss}

@@ -63,7 +63,21 @@ def cross_entropy_samples():
     yield "cross_entropy-empty", ops.cross_entropy.default, (torch.randn(0, 3, requires_grad=True), torch.zeros(0, dtype=torch.long), None, 2, -100, 0.0, True)
 
 
-CASES = list(samples()) + list(cross_entropy_samples())
+def bce_samples():
+    for dtype in (torch.float32, torch.float64, torch.bfloat16):
+        x = torch.randn(6, 5, dtype=dtype)
+        t = torch.rand(6, 5).to(dtype)
+        w = torch.rand(6, 5).to(dtype)
+        for reduction in (0, 1, 2):
+            for grad in (False, True):
+                xx = x.clone().requires_grad_(grad)
+                yield f"bce-{dtype}-r{reduction}-g{int(grad)}", ops.binary_cross_entropy_with_logits.default, \
+                    (xx, t, None, None, reduction, grad)
+                yield f"bce-w-{dtype}-r{reduction}-g{int(grad)}", ops.binary_cross_entropy_with_logits.default, \
+                    (xx, t, w, w * 2, reduction, grad)
+
+
+CASES = list(samples()) + list(cross_entropy_samples()) + list(bce_samples())
 
 
 @pytest.mark.parametrize("op,args", [c[1:] for c in CASES], ids=[c[0] for c in CASES])

@@ -110,6 +110,14 @@ inline std::tuple<at::Tensor, at::Tensor> cross_entropy(const at::Tensor& input,
       bool)>("fastact::cross_entropy");
   return op.call(input, target, weight, reduction, ignore_index, label_smoothing, compute_grad);
 }
+inline std::tuple<at::Tensor, at::Tensor> binary_cross_entropy_with_logits(
+    const at::Tensor& input, const at::Tensor& target, const std::optional<at::Tensor>& weight,
+    const std::optional<at::Tensor>& pos_weight, int64_t reduction, bool compute_grad) {
+  static const auto op = lookup<std::tuple<at::Tensor, at::Tensor>(
+      const at::Tensor&, const at::Tensor&, const std::optional<at::Tensor>&, const std::optional<at::Tensor>&,
+      int64_t, bool)>("fastact::binary_cross_entropy_with_logits");
+  return op.call(input, target, weight, pos_weight, reduction, compute_grad);
+}
 }  // namespace ops
 
 // True when the call must be recorded for autograd.

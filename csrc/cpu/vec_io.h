@@ -154,6 +154,12 @@ inline Vectorized<Acc> vec_exp(const Vectorized<Acc>& x) {
   return x.exp();
 }
 
+// a + b, as a function to pass to reductions
+template <typename Vec>
+Vec vec_add_fn(const Vec& a, const Vec& b) {
+  return a + b;
+}
+
 inline void streaming_store_fence() {
 #if defined(__x86_64__)
   _mm_sfence();

@@ -1,0 +1,140 @@
+// Autograd for the fused losses (cross_entropy, binary_cross_entropy_with_logits).
+// The forward op has already written d loss / d input for an incoming
+// gradient of 1 (scaled for the reduction); one node keeps that tensor, and
+// nothing else, for backward:
+//  - incoming gradient exactly 1 (a scalar loss, read on the CPU without any
+//    device sync): the tensor is the answer, no pass at all;
+//  - otherwise one scaling pass, in place when the graph is not retained
+//    (no second R x C buffer), out of place when it is, or when the call is
+//    being traced by torch.compile (the compiler fuses the scale anyway).
+// The tensor is owned by this node alone (the Python layer drops the op's
+// second output), which is what makes handing it out or scaling it safe.
+#include "autograd/op_handles.h"
+
+#include <ATen/TensorOperators.h>
+#include <ATen/ops/mul.h>
+#include <torch/csrc/autograd/graph_task.h>
+#include <torch/library.h>
+
+namespace fastact::autograd {
+namespace {
+
+using torch::autograd::variable_list;
+
+constexpr int64_t kReductionNone = 0;
+
+// A tensor seen by torch.compile / torch.export tracing (fake or functional):
+// no values to read, and no in-place tricks on graph outputs.
+bool is_traced(const at::Tensor& t) {
+  static const auto traced = c10::DispatchKeySet({c10::DispatchKey::Python, c10::DispatchKey::Functionalize,
+                                                  c10::DispatchKey::PythonTLSSnapshot});
+  return t.key_set().has_any(traced);
+}
+
+// A plain CPU scalar holding exactly 1.
+bool is_concrete_one(const at::Tensor& g) {
+  return g.numel() == 1 && g.device().is_cpu() && g.layout() == at::kStrided && g.item<double>() == 1.0;
+}
+
+struct FusedLossNode final : torch::autograd::Node {
+  at::Tensor grad_input;
+  int64_t reduction = 0;
+  const char* loss_name = "";
+
+  variable_list apply(variable_list&& grads) override {
+    TORCH_CHECK(!at::GradMode::is_enabled(), "fastact.", loss_name,
+                " does not support double backward (create_graph=True); use torch.nn.functional.", loss_name,
+                " where second derivatives are needed");
+    TORCH_CHECK(grad_input.defined(),
+                "Trying to backward through the graph a second time (or directly access saved "
+                "tensors after they have already been freed). Specify retain_graph=True if you need "
+                "to backward through the graph a second time.");
+    variable_list out(1);
+    const at::Tensor& g = grads[0];
+    if (!g.defined() || !should_compute_output(0)) return out;
+    const bool traced = is_traced(g) || is_traced(grad_input);
+    if (!traced && reduction != kReductionNone && is_concrete_one(g)) {
+      out[0] = grad_input;  // released right after, so the next node may own it
+      return out;
+    }
+    // 'none': one gradient per loss element (cross entropy's losses lack the class dim)
+    const at::Tensor scale = g.dim() < grad_input.dim() ? g.unsqueeze(-1) : g;
+    if (traced || torch::autograd::get_current_graph_task_keep_graph()) {
+      out[0] = grad_input * scale;
+    } else {
+      grad_input.mul_(scale);
+      out[0] = std::move(grad_input);
+    }
+    return out;
+  }
+  std::string name() const override {
+    return std::string(loss_name) == "cross_entropy" ? "FastactCrossEntropyBackward"
+                                                     : "FastactBinaryCrossEntropyWithLogitsBackward";
+  }
+  void release_variables() override { grad_input.reset(); }
+};
+
+bool defined_and_needs_grad(const std::optional<at::Tensor>& t) {
+  return t.has_value() && t->defined() && needs_grad(*t);
+}
+
+// Checks what the fused losses cannot differentiate, runs the op below
+// autograd, and records the node that keeps its gradient.
+template <typename RunOp>
+std::tuple<at::Tensor, at::Tensor> fused_loss(const char* name, const at::Tensor& input, const at::Tensor& target,
+                                              bool extras_need_grad, int64_t reduction, bool compute_grad,
+                                              const RunOp& run_op) {
+  check_no_forward_ad(name, input);
+  TORCH_CHECK_NOT_IMPLEMENTED(!needs_grad(target), "fastact.", name,
+                              ": gradients with respect to the target are not implemented; detach the "
+                              "target or use torch.nn.functional.", name);
+  TORCH_CHECK_NOT_IMPLEMENTED(!extras_need_grad, "fastact.", name,
+                              ": gradients with respect to weight or pos_weight are not implemented");
+  const bool grad = needs_grad(input);
+  TORCH_CHECK(!grad || compute_grad, "fastact::", name,
+              ": input requires grad but compute_grad=False; its loss could not be differentiated");
+  at::Tensor loss, grad_input;
+  {
+    // compute_grad passes through as given: a compiled forward calls the op
+    // with autograd off and still needs the gradient for its backward graph.
+    at::AutoDispatchBelowADInplaceOrView below;
+    std::tie(loss, grad_input) = run_op();
+  }
+  if (grad) {
+    auto node = make_node<FusedLossNode>(input);
+    node->grad_input = grad_input;
+    node->reduction = reduction;
+    node->loss_name = name;
+    torch::autograd::set_history(loss, node);
+  }
+  return {loss, grad_input};
+}
+
+std::tuple<at::Tensor, at::Tensor> cross_entropy(const at::Tensor& input, const at::Tensor& target,
+                                                 const std::optional<at::Tensor>& weight,
+                                                 int64_t reduction, int64_t ignore_index,
+                                                 double label_smoothing, bool compute_grad) {
+  return fused_loss("cross_entropy", input, target, defined_and_needs_grad(weight), reduction, compute_grad, [&] {
+    return ops::cross_entropy(input, target, weight, reduction, ignore_index, label_smoothing, compute_grad);
+  });
+}
+
+std::tuple<at::Tensor, at::Tensor> binary_cross_entropy_with_logits(
+    const at::Tensor& input, const at::Tensor& target, const std::optional<at::Tensor>& weight,
+    const std::optional<at::Tensor>& pos_weight, int64_t reduction, bool compute_grad) {
+  return fused_loss("binary_cross_entropy_with_logits", input, target,
+                    defined_and_needs_grad(weight) || defined_and_needs_grad(pos_weight), reduction, compute_grad,
+                    [&] {
+                      return ops::binary_cross_entropy_with_logits(input, target, weight, pos_weight, reduction,
+                                                                   compute_grad);
+                    });
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(fastact, Autograd, m) {
+  m.impl("cross_entropy", &cross_entropy);
+  m.impl("binary_cross_entropy_with_logits", &binary_cross_entropy_with_logits);
+}
+
+}  // namespace fastact::autograd

@@ -1,0 +1,110 @@
+// CPU kernel for the fused binary cross entropy with logits.
+//
+// Per element, with lw = 1 + (pw - 1) t (pw: pos_weight, 1 without):
+//   loss = w ((1 - t) x + lw (log1p(exp(-|x|)) + max(-x, 0)))
+//   dloss/dx = w (lw sigmoid(x) - pw t)
+// as torch defines it; log1p(exp(-|x|)) + max(-x, 0) is softplus(-x) without
+// overflow. The gradient (scaled by 1 / numel for 'mean') is written in the
+// same pass, only when asked. Inputs arrive expanded to the input's shape.
+#include "cpu/output_allocator.h"
+#include "cpu/vec_io.h"
+
+#include <ATen/Dispatch.h>
+#include <ATen/ops/empty.h>
+#include <ATen/ops/fill.h>
+#include <torch/library.h>
+
+#include <optional>
+
+namespace fastact::cpu {
+namespace {
+
+enum Reduction : int64_t { kNone = 0, kMean = 1, kSum = 2 };
+
+template <typename T>
+double bce_with_logits_span(const T* x, const T* t, const T* w, const T* pw, int64_t begin, int64_t end,
+                            acc_t<T> grad_scale, T* loss, T* grad) {
+  using IO = VecIO<T>;
+  using Vec = typename IO::Vec;
+  using Acc = acc_t<T>;
+  const Vec zero(0), one(1);
+  // Partial sums stay in vectors over blocks, then go to double.
+  constexpr int64_t kBlock = 4096;
+  double total = 0;
+  for (int64_t b = begin; b < end; b += kBlock) {
+    const int64_t block_end = std::min(end, b + kBlock);
+    Vec acc(0);
+    for (int64_t i = b; i < block_end; i += IO::kStep) {
+      const int64_t n = std::min<int64_t>(IO::kStep, block_end - i);
+      const Vec xv = IO::load(x + i, n), tv = IO::load(t + i, n);
+      const Vec pwv = pw ? IO::load(pw + i, n) : one;
+      const Vec lw = one + (pwv - one) * tv;
+      const Vec softplus_neg = (vec_exp(zero - xv.abs())).log1p() + at::vec::clamp_min(zero - xv, zero);
+      Vec l = (one - tv) * xv + lw * softplus_neg;
+      const Vec wv = w ? IO::load(w + i, n) : one;
+      if (w) l = l * wv;
+      if (loss) IO::store(loss + i, l, n);
+      acc = Vec::set(acc, acc + l, n);
+      if (grad) {
+        const Vec sig = one / (one + vec_exp(zero - xv));
+        IO::store(grad + i, (lw * sig - pwv * tv) * wv * Vec(grad_scale), n);
+      }
+    }
+    total += at::vec::vec_reduce_all<Acc>(vec_add_fn<Vec>, acc);
+  }
+  return total;
+}
+
+std::tuple<at::Tensor, at::Tensor> binary_cross_entropy_with_logits(
+    const at::Tensor& input, const at::Tensor& target, const std::optional<at::Tensor>& weight_opt,
+    const std::optional<at::Tensor>& pos_weight_opt, int64_t reduction, bool compute_grad) {
+  TORCH_CHECK(reduction >= kNone && reduction <= kSum, "fastact::binary_cross_entropy_with_logits: bad reduction ",
+              reduction);
+  TORCH_CHECK(target.sizes() == input.sizes(), "Target size (", target.sizes(), ") must be the same as input size (",
+              input.sizes(), ")");
+  TORCH_CHECK(target.scalar_type() == input.scalar_type(), "fastact::binary_cross_entropy_with_logits: target dtype ",
+              target.scalar_type(), " differs from input dtype ", input.scalar_type());
+  auto prepared = [&](const std::optional<at::Tensor>& opt, const char* what) {
+    if (!opt.has_value() || !opt->defined()) return at::Tensor();
+    TORCH_CHECK(opt->sizes() == input.sizes(), "fastact::binary_cross_entropy_with_logits: ", what,
+                " must be expanded to the input's shape");
+    TORCH_CHECK(opt->scalar_type() == input.scalar_type(), "expected scalar type ", input.scalar_type(),
+                " but found ", opt->scalar_type());
+    return opt->contiguous();
+  };
+  const at::Tensor w = prepared(weight_opt, "weight"), pw = prepared(pos_weight_opt, "pos_weight");
+  const at::Tensor x = input.contiguous(), t = target.contiguous();
+  const int64_t n = x.numel();
+  at::Tensor grad = compute_grad ? empty_output(input.sizes(), input.options()) : at::empty({0}, input.options());
+  at::Tensor loss = reduction == kNone ? empty_output(input.sizes(), input.options()) : at::empty({}, input.options());
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "binary_cross_entropy_with_logits", [&] {
+    using Acc = acc_t<scalar_t>;
+    const scalar_t* wp = w.defined() ? w.const_data_ptr<scalar_t>() : nullptr;
+    const scalar_t* pwp = pw.defined() ? pw.const_data_ptr<scalar_t>() : nullptr;
+    scalar_t* lp = reduction == kNone ? loss.mutable_data_ptr<scalar_t>() : nullptr;
+    scalar_t* gp = compute_grad ? grad.mutable_data_ptr<scalar_t>() : nullptr;
+    const Acc scale = reduction == kMean && n > 0 ? Acc(1.0 / double(n)) : Acc(1);
+    auto span = [&](int64_t b, int64_t e) {
+      return bce_with_logits_span(x.const_data_ptr<scalar_t>(), t.const_data_ptr<scalar_t>(), wp, pwp, b, e, scale,
+                                  lp, gp);
+    };
+    double total = 0;
+    if (n <= kSerialGrain || at::get_num_threads() == 1 || at::in_parallel_region()) {
+      total = span(0, n);
+    } else {
+      total = at::parallel_reduce(0, n, kSerialGrain, 0.0, [&](int64_t b, int64_t e, double) { return span(b, e); },
+                                  std::plus<double>());
+    }
+    if (reduction == kMean) loss.fill_(total / double(n));  // empty: 0 / 0 = nan, as torch
+    if (reduction == kSum) loss.fill_(total);
+  });
+  return {loss, grad};
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(fastact, CPU, m) {
+  m.impl("binary_cross_entropy_with_logits", &binary_cross_entropy_with_logits);
+}
+
+}  // namespace fastact::cpu
