@@ -9,8 +9,14 @@ from fastact._backend import BackendInfo, backend
 from fastact.modules import GELU, SELU, BCEWithLogitsLoss, CrossEntropyLoss, LeakyReLU, LogSoftmax, ReLU, Sigmoid, Softmax, Tanh
 from fastact.swap import swap
 
+# The torch-namespace forms (torch.relu, torch.sigmoid, torch.softmax, ...).
+from fastact.functional import (  # noqa: E402
+    log_softmax, relu, relu_, selu, selu_, sigmoid, softmax, tanh,
+)
+
 __version__ = "0.1.0"
-__all__ = ["ReLU", "LeakyReLU", "Sigmoid", "Tanh", "GELU", "SELU", "Softmax", "LogSoftmax", "CrossEntropyLoss", "BCEWithLogitsLoss", "functional", "swap", "backend", "BackendInfo", "empty_cache"]
+__all__ = ["ReLU", "LeakyReLU", "Sigmoid", "Tanh", "GELU", "SELU", "Softmax", "LogSoftmax", "CrossEntropyLoss", "BCEWithLogitsLoss", "functional", "swap", "backend", "BackendInfo", "empty_cache",
+           "relu", "relu_", "sigmoid", "tanh", "selu", "selu_", "softmax", "log_softmax"]
 
 _fake.register()
 

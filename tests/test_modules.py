@@ -124,3 +124,13 @@ def test_swap_root_module_and_idempotence():
     m = fastact.swap(nn.Sequential(nn.ReLU()))
     first = m[0]
     assert fastact.swap(m)[0] is first
+
+
+def test_torch_namespace_forms():
+    x = torch.randn(4, 5)
+    for name in ("relu", "sigmoid", "tanh", "selu"):
+        torch.testing.assert_close(getattr(fastact, name)(x), getattr(torch, name)(x))
+    torch.testing.assert_close(fastact.softmax(x, 1), torch.softmax(x, 1))
+    torch.testing.assert_close(fastact.log_softmax(x, 0), torch.log_softmax(x, 0))
+    y = x.clone()
+    assert fastact.relu_(y) is y and torch.equal(y, torch.relu(x))
