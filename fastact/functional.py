@@ -29,15 +29,20 @@ __all__ = ["relu", "relu_", "leaky_relu", "leaky_relu_", "sigmoid", "tanh", "gel
            "softmax", "log_softmax", "cross_entropy", "binary_cross_entropy_with_logits"]
 
 
+def _pointwise(name: str, input: Tensor, *args, inplace: bool = False) -> Tensor:
+    # eager calls take fastact._C's direct bindings; torch.compile traces the OpOverloads
+    ops = _ops.traced if is_compiling() else _ops.eager
+    if inplace:
+        getattr(ops, name + "_")(input, *args)
+        return input
+    return getattr(ops, name)(input, *args)
+
+
 def relu(input: Tensor, inplace: bool = False) -> Tensor:
     r"""relu(input, inplace=False) -> Tensor: max(input, 0) elementwise."""
     if has_torch_function_unary(input):
         return handle_torch_function(relu, (input,), input, inplace=inplace)
-    ops = _ops.traced if is_compiling() else _ops.eager
-    if inplace:
-        ops.relu_(input)
-        return input
-    return ops.relu(input)
+    return _pointwise("relu", input, inplace=inplace)
 
 
 def relu_(input: Tensor) -> Tensor:
@@ -52,11 +57,7 @@ def leaky_relu(input: Tensor, negative_slope: float = 0.01, inplace: bool = Fals
         return handle_torch_function(
             leaky_relu, (input,), input, negative_slope=negative_slope, inplace=inplace
         )
-    ops = _ops.traced if is_compiling() else _ops.eager
-    if inplace:
-        ops.leaky_relu_(input, float(negative_slope))
-        return input
-    return ops.leaky_relu(input, float(negative_slope))
+    return _pointwise("leaky_relu", input, float(negative_slope), inplace=inplace)
 
 
 def leaky_relu_(input: Tensor, negative_slope: float = 0.01) -> Tensor:
@@ -69,7 +70,7 @@ def sigmoid(input: Tensor) -> Tensor:
     the default float dtype, as torch.sigmoid. Backward uses the output."""
     if has_torch_function_unary(input):
         return handle_torch_function(sigmoid, (input,), input)
-    return (_ops.traced if is_compiling() else _ops.eager).sigmoid(input)
+    return _pointwise("sigmoid", input)
 
 
 def tanh(input: Tensor) -> Tensor:
@@ -77,7 +78,7 @@ def tanh(input: Tensor) -> Tensor:
     Backward uses the output: 1 - tanh(x)^2."""
     if has_torch_function_unary(input):
         return handle_torch_function(tanh, (input,), input)
-    return (_ops.traced if is_compiling() else _ops.eager).tanh(input)
+    return _pointwise("tanh", input)
 
 
 def gelu(input: Tensor, approximate: str = "none") -> Tensor:
@@ -85,7 +86,7 @@ def gelu(input: Tensor, approximate: str = "none") -> Tensor:
     approximate='tanh', 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))."""
     if has_torch_function_unary(input):
         return handle_torch_function(gelu, (input,), input, approximate=approximate)
-    return (_ops.traced if is_compiling() else _ops.eager).gelu(input, approximate)
+    return _pointwise("gelu", input, approximate)
 
 
 def selu(input: Tensor, inplace: bool = False) -> Tensor:
@@ -94,11 +95,7 @@ def selu(input: Tensor, inplace: bool = False) -> Tensor:
     output, so the in-place form is differentiable too."""
     if has_torch_function_unary(input):
         return handle_torch_function(selu, (input,), input, inplace=inplace)
-    ops = _ops.traced if is_compiling() else _ops.eager
-    if inplace:
-        ops.selu_(input)
-        return input
-    return ops.selu(input)
+    return _pointwise("selu", input, inplace=inplace)
 
 
 def selu_(input: Tensor) -> Tensor:

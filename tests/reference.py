@@ -96,3 +96,15 @@ def check_against_torch(fast_fn, torch_fn, make, grad=True, grad_seed=1, **tol):
         g64 = torch.autograd.grad(y64, x64, g.to(yt.dtype).double())[0] if reduced else None
         assert_same(gf, gt, g64, scale_tol=True, **tol)
     return yf, yt
+
+
+def check_compiled_matches(fn, ref, shape=(7, 11), backend="aot_eager"):
+    """torch.compile(fn, fullgraph=True) gives ref's values and input gradients."""
+    x = torch.randn(shape, requires_grad=True)
+    xr = x.detach().clone().requires_grad_()
+    out = torch.compile(fn, fullgraph=True, backend=backend)(x)
+    expect = ref(xr)
+    torch.testing.assert_close(out, expect)
+    out.sum().backward()
+    expect.sum().backward()
+    torch.testing.assert_close(x.grad, xr.grad)

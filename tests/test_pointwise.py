@@ -7,7 +7,7 @@ import torch.nn.functional as TF
 
 import fastact
 import fastact.functional as F
-from reference import DTYPES, LAYOUTS, SHAPES, check_against_torch, make_input
+from reference import DTYPES, LAYOUTS, SHAPES, check_against_torch, check_compiled_matches, make_input
 
 OPS = {
     "sigmoid": (F.sigmoid, torch.sigmoid),
@@ -120,14 +120,7 @@ def test_compiled():
     def ref(x):
         return TF.gelu(torch.sigmoid(x), approximate="tanh") + TF.selu(torch.tanh(x))
 
-    x = torch.randn(9, 13, requires_grad=True)
-    xr = x.detach().clone().requires_grad_()
-    out = torch.compile(fn, fullgraph=True, backend="aot_eager")(x)
-    expect = ref(xr)
-    torch.testing.assert_close(out, expect)
-    out.sum().backward()
-    expect.sum().backward()
-    torch.testing.assert_close(x.grad, xr.grad)
+    check_compiled_matches(fn, ref, (9, 13))
 
 
 def test_seed_binary_classifier_with_fastact_sigmoid():
