@@ -145,11 +145,22 @@ def log_softmax(input: Tensor, dim: Optional[int] = None, _stacklevel: int = 3,
     return _softmax_family("log_softmax", input, dim, _stacklevel, dtype)
 
 
+# dtype -> the name torch's C++ messages use
+_SCALAR_TYPE_NAMES = {
+    torch.uint8: "Byte", torch.int8: "Char", torch.int16: "Short", torch.int32: "Int", torch.int64: "Long",
+    torch.float16: "Half", torch.bfloat16: "BFloat16", torch.float32: "Float", torch.float64: "Double",
+    torch.bool: "Bool",
+}
+
+
+def _type_name(dtype: torch.dtype) -> str:
+    return _SCALAR_TYPE_NAMES.get(dtype, str(dtype))
+
+
 def _check_index_target(input: Tensor, target: Tensor) -> None:
     # torch's checks and messages (nll_loss_nd)
     if target.dtype not in (torch.int64, torch.uint8):
-        raise RuntimeError(f"expected target dtype to be Long or Byte, but got {str(target.dtype).split('.')[1].capitalize()}"
-                           .replace("Int64", "Long").replace("Int32", "Int"))
+        raise RuntimeError(f"expected target dtype to be Long or Byte, but got {_type_name(target.dtype)}")
     if input.dim() == 1:
         if target.dim() != 0:
             raise RuntimeError(f"0D or 1D target tensor expected, multi-target not supported")
@@ -203,7 +214,7 @@ def cross_entropy(input: Tensor, target: Tensor, weight: Optional[Tensor] = None
     if probabilities:
         if not target.is_floating_point():
             raise RuntimeError(f"Expected floating point type for target with class probabilities, got "
-                               f"{str(target.dtype).split('.')[1].capitalize()}".replace("Int64", "Long"))
+                               f"{_type_name(target.dtype)}")
         if ignore_index >= 0:
             raise RuntimeError("ignore_index is not supported for floating point target")
         target = target.to(input.dtype)
@@ -251,9 +262,8 @@ def binary_cross_entropy_with_logits(input: Tensor, target: Tensor, weight: Opti
     if target.size() != input.size():
         raise ValueError(f"Target size ({target.size()}) must be the same as input size ({input.size()})")
     if not target.is_floating_point():
-        raise RuntimeError(f"result type {str(input.dtype).split('.')[1].capitalize()} can't be cast to the "
-                           f"desired output type {str(target.dtype).split('.')[1].capitalize()}"
-                           .replace("Int64", "Long").replace("Float32", "Float"))
+        raise RuntimeError(f"result type {_type_name(input.dtype)} can't be cast to the desired output type "
+                           f"{_type_name(target.dtype)}")
     target = target.to(input.dtype)
     # broadcast as torch does (its errors for shapes that do not broadcast)
     if weight is not None:

@@ -145,7 +145,8 @@ def test_probability_target_of_another_float_dtype():
 @pytest.mark.parametrize("bad_target,error,match", [
     (torch.tensor([0, 1, 5]), IndexError, "Target 5 is out of bounds"),
     (torch.tensor([0, -1, 2]), IndexError, "Target -1 is out of bounds"),
-    (torch.tensor([0, 1, 2], dtype=torch.int32), RuntimeError, "expected target dtype to be Long or Byte, but got Int"),
+    (torch.tensor([0, 1, 2], dtype=torch.int32), RuntimeError, "expected target dtype to be Long or Byte, but got Int$"),
+    (torch.tensor([0, 1, 2], dtype=torch.int16), RuntimeError, "expected target dtype to be Long or Byte, but got Short"),
     (torch.tensor([0.0, 1.0, 2.0]), RuntimeError, "expected target dtype to be Long or Byte, but got Float"),
     (torch.tensor([0, 1]), ValueError, r"Expected input batch_size \(3\) to match target batch_size \(2\)"),
     (torch.zeros(3, 4, dtype=torch.long), RuntimeError, "Expected floating point type for target with class probabilities"),
