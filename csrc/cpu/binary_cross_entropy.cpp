@@ -50,7 +50,7 @@ double bce_with_logits_span(const T* x, const T* t, const T* w, const T* pw, int
         IO::store(grad + i, (lw * sig - pwv * tv) * wv * Vec(grad_scale), n);
       }
     }
-    total += at::vec::vec_reduce_all<Acc>(vec_add_fn<Vec>, acc);
+    total += at::vec::vec_reduce_all<Acc>(vec_add<Vec>, acc);
   }
   return total;
 }

@@ -53,7 +53,7 @@ struct Problem {
   const int64_t* index_target;  // or
   const T* prob_target;
   const T* weight;  // nullptr: all ones
-  int64_t R, C, ignore_index;
+  int64_t C, ignore_index;
   Acc smoothing, weight_total;  // weight_total: W = sum_c w_c
   Acc grad_scale;               // the reduction's factor, folded into the gradient
   T* grad;                      // nullptr: no gradient
@@ -284,7 +284,6 @@ std::tuple<at::Tensor, at::Tensor> cross_entropy(const at::Tensor& input, const 
                         index,
                         probs ? t.const_data_ptr<scalar_t>() : nullptr,
                         w,
-                        R,
                         C,
                         ignore_index,
                         Acc(label_smoothing),

@@ -91,15 +91,6 @@ struct StridedRows {
   int64_t scratch_index(int64_t o) const { return o / inner * IO::kStep; }
 };
 
-template <typename Vec>
-Vec vec_max(const Vec& a, const Vec& b) {
-  return at::vec::maximum(a, b);  // propagates NaN, so a NaN row stays NaN
-}
-template <typename Vec>
-Vec vec_add(const Vec& a, const Vec& b) {
-  return a + b;
-}
-
 struct RowShape {
   int64_t outer, C, inner;
 };

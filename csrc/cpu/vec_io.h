@@ -154,9 +154,13 @@ inline Vectorized<Acc> vec_exp(const Vectorized<Acc>& x) {
   return x.exp();
 }
 
-// a + b, as a function to pass to reductions
+// Reduction operators, as functions to pass to reductions.
 template <typename Vec>
-Vec vec_add_fn(const Vec& a, const Vec& b) {
+Vec vec_max(const Vec& a, const Vec& b) {
+  return at::vec::maximum(a, b);  // propagates NaN, so a NaN row stays NaN
+}
+template <typename Vec>
+Vec vec_add(const Vec& a, const Vec& b) {
   return a + b;
 }
 
