@@ -88,13 +88,7 @@ std::tuple<at::Tensor, at::Tensor> binary_cross_entropy_with_logits(
       return bce_with_logits_span(x.const_data_ptr<scalar_t>(), t.const_data_ptr<scalar_t>(), wp, pwp, b, e, scale,
                                   lp, gp);
     };
-    double total = 0;
-    if (n <= kSerialGrain || at::get_num_threads() == 1 || at::in_parallel_region()) {
-      total = span(0, n);
-    } else {
-      total = at::parallel_reduce(0, n, kSerialGrain, 0.0, [&](int64_t b, int64_t e, double) { return span(b, e); },
-                                  std::plus<double>());
-    }
+    const double total = parallel_sum(n, kSerialGrain, span);
     if (reduction == kMean) loss.fill_(total / double(n));  // empty: 0 / 0 = nan, as torch
     if (reduction == kSum) loss.fill_(total);
   });

@@ -293,20 +293,12 @@ std::tuple<at::Tensor, at::Tensor> cross_entropy(const at::Tensor& input, const 
                         compute_grad ? grad.mutable_data_ptr<scalar_t>() : nullptr,
                         compute_grad && use_streaming_stores(grad.nbytes())};
     scalar_t* loss_rows = reduction == kNone ? loss.mutable_data_ptr<scalar_t>() : nullptr;
-    // Sum of row losses in double; per-chunk partial sums combined in a
-    // fixed order, so the result does not depend on scheduling.
     auto run_rows = [&](int64_t begin, int64_t end) {
       return C < kShortRowClasses<scalar_t> ? cross_entropy_short_rows(P, begin, end, loss_rows)
                                             : cross_entropy_long_rows(P, begin, end, loss_rows);
     };
-    double total = 0;
-    if (R * C <= kSerialGrain || at::get_num_threads() == 1 || at::in_parallel_region()) {
-      total = run_rows(0, R);
-    } else {
-      const int64_t grain = std::max<int64_t>(1, kSerialGrain / std::max<int64_t>(C, 1));
-      total = at::parallel_reduce(0, R, grain, 0.0, [&](int64_t b, int64_t e, double) { return run_rows(b, e); },
-                                  std::plus<double>());
-    }
+    // Row losses summed in double, per chunk then in a fixed order.
+    const double total = parallel_sum(R, std::max<int64_t>(1, kSerialGrain / std::max<int64_t>(C, 1)), run_rows);
     if (reduction == kMean) loss.fill_(total / denominator);  // 0 / 0: nan, as torch
     if (reduction == kSum) loss.fill_(total);
   });

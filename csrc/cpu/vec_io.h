@@ -26,6 +26,7 @@
 #include <ATen/cpu/vec/vec.h>
 
 #include <algorithm>
+#include <functional>
 #include <cstdint>
 #include <type_traits>
 
@@ -211,6 +212,16 @@ inline void parallel_for_rows(int64_t rows, int64_t row_elems, const F& f) {
   }
   const int64_t grain = std::max<int64_t>(1, kSerialGrain / std::max<int64_t>(row_elems, 1));
   at::parallel_for(0, rows, grain, f);
+}
+
+// Sum of f(begin, end) (a double) over [0, n) in chunks of at least `grain`,
+// serially when n is small. Chunk partials are combined in a fixed order, so
+// the result does not depend on scheduling.
+template <typename F>
+inline double parallel_sum(int64_t n, int64_t grain, const F& f) {
+  if (n <= grain || at::get_num_threads() == 1 || at::in_parallel_region()) return f(int64_t(0), n);
+  return at::parallel_reduce(0, n, grain, 0.0, [&](int64_t b, int64_t e, double) { return f(b, e); },
+                             std::plus<double>());
 }
 
 }  // namespace fastact::cpu
