@@ -87,12 +87,13 @@ def test_saves_one_tensor_output_where_possible(name):
     assert saved[0].data_ptr() == (y if SAVES_OUTPUT[name] else x).data_ptr()
 
 
-def test_inplace_selu_on_broadcast_input_raises_like_torch():
+@pytest.mark.parametrize("name", ["relu", "leaky_relu", "selu"])
+def test_inplace_on_broadcast_input_raises_like_torch(name):
     x = torch.randn(3, 1).expand(3, 4)
     with pytest.raises(RuntimeError):
-        TF.selu(x, inplace=True)
+        getattr(TF, name)(x, inplace=True)
     with pytest.raises(RuntimeError):
-        F.selu(x, inplace=True)
+        getattr(F, name)(x, inplace=True)
 
 
 def test_inplace_selu_bumps_version_and_is_differentiable():
