@@ -39,6 +39,10 @@ PYBIND11_MODULE(_C, m) {
   m.def("cross_entropy", &ops::cross_entropy, release());
   m.def("binary_cross_entropy_with_logits", &ops::binary_cross_entropy_with_logits, release());
   m.def("log_softmax", &ops::log_softmax, release());
+  m.def("linear_act",
+        [](const at::Tensor& x, const at::Tensor& w, const std::optional<at::Tensor>& b, const std::string& act,
+           double slope) { return ops::linear_act(x, w, b, act, slope); },
+        release());
 }
 
 namespace {
@@ -125,4 +129,12 @@ TORCH_LIBRARY(fastact, m) {
   m.def(
       "binary_cross_entropy_with_logits(Tensor input, Tensor target, Tensor? weight, Tensor? pos_weight, "
       "int reduction, bool compute_grad) -> (Tensor, Tensor)");
+
+  // Linear followed by an activation, one op and one autograd node:
+  // act(input @ weight^T + bias), act one of 'none', 'relu', 'leaky_relu'
+  // (with negative_slope), 'sigmoid', 'tanh'. The matmul is torch's own
+  // (addmm), so results match nn.Linear + the activation bit for bit.
+  m.def(
+      "linear_act(Tensor input, Tensor weight, Tensor? bias=None, str activation='none', "
+      "float negative_slope=0.01) -> Tensor");
 }

@@ -119,3 +119,17 @@ def register():
         loss = input.new_empty(input.shape) if reduction == 0 else input.new_empty(())
         grad = input.new_empty(input.shape) if compute_grad else input.new_empty((0,))
         return loss, grad
+
+    _LINEAR_ACTIVATIONS = ("none", "relu", "leaky_relu", "sigmoid", "tanh")
+
+    @torch.library.register_fake(lib + "linear_act")
+    def _(input, weight, bias=None, activation="none", negative_slope=0.01):
+        if activation not in _LINEAR_ACTIVATIONS:
+            raise ValueError(f"fastact.linear: activation must be one of {_LINEAR_ACTIVATIONS}, got {activation!r}")
+        if input.dim() < 1 or weight.dim() != 2:
+            raise RuntimeError("fastact.linear: input must be at least 1-D and weight 2-D")
+        if input.shape[-1] != weight.shape[1]:
+            raise RuntimeError(f"mat1 and mat2 shapes cannot be multiplied ({input.shape[-1]} and {weight.shape[1]})")
+        if input.dtype != weight.dtype or (bias is not None and bias.dtype != input.dtype):
+            raise RuntimeError("fastact.linear: input, weight and bias must have the same dtype")
+        return input.new_empty((*input.shape[:-1], weight.shape[0]))

@@ -23,6 +23,7 @@ _NAMES = (
     "softmax", "softmax_backward",
     "log_softmax", "log_softmax_backward",
     "cross_entropy", "binary_cross_entropy_with_logits",
+    "linear_act",
 )
 
 

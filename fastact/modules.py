@@ -6,7 +6,7 @@ from torch import Tensor, nn
 from fastact import functional as F
 
 __all__ = ["ReLU", "LeakyReLU", "Sigmoid", "Tanh", "GELU", "SELU", "Softmax", "LogSoftmax", "CrossEntropyLoss",
-           "BCEWithLogitsLoss"]
+           "BCEWithLogitsLoss", "FusedLinear", "Fused"]
 
 
 class ReLU(nn.ReLU):
@@ -79,6 +79,56 @@ class BCEWithLogitsLoss(nn.BCEWithLogitsLoss):
     def forward(self, input: Tensor, target: Tensor) -> Tensor:
         return F.binary_cross_entropy_with_logits(input, target, self.weight, pos_weight=self.pos_weight,
                                                   reduction=self.reduction)
+
+
+class FusedLinear(nn.Linear):
+    r"""nn.Linear followed by an activation, as one fastact op and one
+    autograd node: y = activation(x W^T + b), activation one of 'none',
+    'relu', 'leaky_relu' (negative_slope), 'sigmoid', 'tanh'.
+
+    Parameters, their names and initialization are nn.Linear's (it is one),
+    so state_dicts load either way; values and gradients equal the unfused
+    Linear + activation bit for bit. fastact.fuse builds these from existing
+    layers, sharing their Parameter objects."""
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = True, device=None, dtype=None,
+                 activation: str = "none", negative_slope: float = 0.01) -> None:
+        super().__init__(in_features, out_features, bias, device, dtype)
+        self._set_activation(activation, negative_slope)
+
+    def _set_activation(self, activation: str, negative_slope: float) -> None:
+        if activation not in F._LINEAR_ACTIVATIONS:
+            raise ValueError(f"FusedLinear: activation must be one of {F._LINEAR_ACTIVATIONS}, got {activation!r}")
+        self.activation = activation
+        self.negative_slope = float(negative_slope)
+
+    @classmethod
+    def from_linear(cls, linear: nn.Linear, activation: str = "none", negative_slope: float = 0.01) -> "FusedLinear":
+        """A FusedLinear over `linear`'s own Parameters (not copies) and settings."""
+        new = cls.__new__(cls)
+        new.__dict__.update({k: (v.copy() if isinstance(v, dict) else v) for k, v in linear.__dict__.items()})
+        new._set_activation(activation, negative_slope)
+        return new
+
+    def forward(self, input: Tensor) -> Tensor:
+        return F.fused_linear(input, self.weight, self.bias, self.activation, self.negative_slope)
+
+    def extra_repr(self) -> str:
+        act = self.activation + (f"({self.negative_slope})" if self.activation == "leaky_relu" else "")
+        return f"{super().extra_repr()}, activation={act}"
+
+
+class Fused(nn.Identity):
+    r"""What fastact.fuse leaves where an activation was: the preceding
+    FusedLinear applies it, and the placeholder keeps the container's
+    indices (and so the state_dict keys) as they were."""
+
+    def __init__(self, activation: str = "") -> None:
+        super().__init__()
+        self.activation = activation
+
+    def extra_repr(self) -> str:
+        return f"{self.activation}, applied by the preceding FusedLinear"
 
 
 # torch module -> its fastact replacement; fastact.swap reads this.

@@ -1,6 +1,9 @@
 """The command line: `fastact train` and `fastact bench` run and print their tables."""
 import json
 
+import pytest
+import torch
+
 from fastact import train as train_module
 from fastact.__main__ import main
 
@@ -12,6 +15,27 @@ def test_train_prints_table_and_losses_agree(capsys, tmp_path):
     assert "circles" in text and "simplenn" in text and "speedup" in text
     rows = json.loads(out_json.read_text())
     assert [r["model"] for r in rows] == ["circles", "simplenn"] and all(r["agree"] for r in rows)
+
+
+def test_train_writes_a_plot_and_saves_models(capsys, tmp_path):
+    png = tmp_path / "train.png"
+    assert main(["train", "--model", "spiral", "simplenn", "--epochs", "2", "--plot", str(png),
+                 "--save", str(tmp_path)]) == 0
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+    assert (tmp_path / "spiral.pt").exists() and (tmp_path / "simplenn.pt").exists()
+
+
+def test_train_with_a_compiled_column(capsys):
+    assert main(["train", "--model", "sigmoid", "--epochs", "3", "--compile", "--no-progress"]) == 0
+    text = capsys.readouterr().out
+    assert "compiled steps/s" in text and "vs compiled" in text
+
+
+def test_train_refuses_a_missing_device(capsys):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    assert main(["train", "--device", "cuda", "--model", "circles"]) == 2
+    assert "no usable CUDA device" in capsys.readouterr().err
 
 
 def test_every_tutorial_trains_identically():

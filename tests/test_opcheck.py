@@ -77,7 +77,23 @@ def bce_samples():
                     (xx, t, w, w * 2, reduction, grad)
 
 
-CASES = list(samples()) + list(cross_entropy_samples()) + list(bce_samples())
+def linear_samples():
+    for dtype in (torch.float32, torch.float64, torch.bfloat16):
+        for activation, slope in (("none", 0.0), ("relu", 0.0), ("leaky_relu", 0.1), ("leaky_relu", -0.1),
+                                  ("sigmoid", 0.0), ("tanh", 0.0)):
+            x = torch.randn(5, 4, dtype=dtype, requires_grad=True)
+            w = torch.randn(3, 4, dtype=dtype, requires_grad=True)
+            b = torch.randn(3, dtype=dtype, requires_grad=True)
+            tag = f"{activation}{slope}-{dtype}"
+            yield f"linear_act-{tag}", ops.linear_act.default, (x, w, b, activation, slope)
+            yield f"linear_act-nobias-{tag}", ops.linear_act.default, (x.detach(), w, None, activation, slope)
+    yield "linear_act-3d", ops.linear_act.default, (torch.randn(2, 3, 4, requires_grad=True),
+                                                     torch.randn(5, 4, requires_grad=True), None, "relu", 0.0)
+    yield "linear_act-1d", ops.linear_act.default, (torch.randn(4, requires_grad=True),
+                                                     torch.randn(5, 4), torch.randn(5), "tanh", 0.0)
+
+
+CASES = list(samples()) + list(cross_entropy_samples()) + list(bce_samples()) + list(linear_samples())
 
 
 @pytest.mark.parametrize("op,args", [c[1:] for c in CASES], ids=[c[0] for c in CASES])

@@ -118,6 +118,12 @@ inline std::tuple<at::Tensor, at::Tensor> binary_cross_entropy_with_logits(
       int64_t, bool)>("fastact::binary_cross_entropy_with_logits");
   return op.call(input, target, weight, pos_weight, reduction, compute_grad);
 }
+inline at::Tensor linear_act(const at::Tensor& input, const at::Tensor& weight, const std::optional<at::Tensor>& bias,
+                             c10::string_view activation, double negative_slope) {
+  static const auto op = lookup<at::Tensor(const at::Tensor&, const at::Tensor&, const std::optional<at::Tensor>&,
+                                           c10::string_view, double)>("fastact::linear_act");
+  return op.call(input, weight, bias, activation, negative_slope);
+}
 }  // namespace ops
 
 // True when the call must be recorded for autograd.

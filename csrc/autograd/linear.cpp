@@ -1,0 +1,138 @@
+// Autograd for linear_act: one node for Linear + activation, whose backward
+// is one C++ call (activation derivative, then the two matmuls and the bias
+// sum) instead of torch's four nodes (activation, addmm, the weight's
+// transpose, the bias broadcast).
+//
+// The gradients are computed with the same calls, in the same layouts, as
+// torch's addmm derivative (mm_mat1_backward / mm_mat2_backward in
+// torch/csrc/autograd/FunctionsManual.cpp), so a fused model's gradients are
+// bit-identical to the unfused one's. Like torch, the input is saved only if
+// the weight needs a gradient, and the weight only if the input does.
+#include "autograd/op_handles.h"
+#include "linear_activation.h"
+
+#include <ATen/ExpandUtils.h>
+#include <ATen/ops/mm.h>
+
+#include <array>
+#include <torch/library.h>
+
+namespace fastact::autograd {
+namespace {
+
+using torch::autograd::SavedVariable;
+using torch::autograd::variable_list;
+
+// d(x W^T) / dx for x [N, in] (torch's mm_mat1_backward with mat2 = W^T):
+// a column-major x gets a column-major gradient.
+at::Tensor input_grad(const at::Tensor& g, const at::Tensor& weight, c10::IntArrayRef flat_input_strides) {
+  if (flat_input_strides[0] == 1 && flat_input_strides[1] == g.size(0)) return weight.t().mm(g.t()).t();
+  return g.mm(weight);
+}
+
+// d(x W^T) / dW (torch's mm_mat2_backward with mat2 = W^T, then the
+// transpose's backward): a row-major W (column-major W^T) gets g^T x.
+at::Tensor weight_grad(const at::Tensor& g, const at::Tensor& flat_input, bool weight_row_major) {
+  if (weight_row_major) return g.t().mm(flat_input);
+  return flat_input.t().mm(g).t();
+}
+
+// W^T is column-major in torch's test: W's strides are (in_features, 1).
+bool is_row_major(const at::Tensor& weight) {
+  return weight.stride(1) == 1 && weight.stride(0) == weight.size(1);
+}
+
+// The activation's derivative through the fastact ops' own autograd
+// kernels, so a recorded backward (create_graph) stays differentiable.
+at::Tensor activation_grad(LinearActivation act, double slope, const at::Tensor& g, const at::Tensor& saved) {
+  switch (act) {
+    case LinearActivation::None: return g;
+    case LinearActivation::Relu: return ops::relu_backward(g, saved);
+    case LinearActivation::LeakyRelu: return ops::leaky_relu_backward(g, saved, slope);
+    case LinearActivation::Sigmoid: return ops::sigmoid_backward(g, saved);
+    case LinearActivation::Tanh: return ops::tanh_backward(g, saved);
+  }
+  return g;
+}
+
+struct LinearActNode final : torch::autograd::Node {
+  LinearActivation act = LinearActivation::None;
+  double slope = 0.0;
+  SavedVariable input, weight, saved;  // saved: the output, or the pre-activation (leaky_relu, slope < 0)
+  std::vector<int64_t> input_sizes, input_strides, bias_sizes;
+  bool weight_row_major = true;
+
+  variable_list apply(variable_list&& grads) override {
+    variable_list out(3);
+    if (!grads[0].defined()) return out;
+    const auto self = this->getptr();
+    at::Tensor g = act == LinearActivation::None ? grads[0] : activation_grad(act, slope, grads[0], saved.unpack(self));
+    const int64_t out_features = g.size(-1);
+    const int64_t in_features = input_sizes.back();
+    if (g.dim() != 2) g = g.reshape({-1, out_features});
+    if (should_compute_output(0)) {
+      // A 2-D input keeps its strides; others were flattened row-major.
+      const bool flat_2d = input_sizes.size() == 2;
+      const std::array<int64_t, 2> row_major{in_features, 1};
+      out[0] = input_grad(g, weight.unpack(self), flat_2d ? c10::IntArrayRef(input_strides) : c10::IntArrayRef(row_major));
+      if (!flat_2d) out[0] = out[0].view(input_sizes);
+    }
+    if (should_compute_output(1)) {
+      at::Tensor x = input.unpack(self);
+      if (x.dim() != 2) x = x.reshape({-1, in_features});
+      out[1] = weight_grad(g, x, weight_row_major);
+    }
+    if (should_compute_output(2)) out[2] = at::sum_to(g, bias_sizes);
+    return out;
+  }
+  std::string name() const override { return "FastactLinearBackward"; }
+  void release_variables() override {
+    input.reset_data();
+    weight.reset_data();
+    saved.reset_data();
+  }
+};
+
+at::Tensor linear_act(const at::Tensor& input, const at::Tensor& weight, const std::optional<at::Tensor>& bias_opt,
+                      c10::string_view activation, double negative_slope) {
+  const LinearActivation act = parse_linear_activation(activation);
+  const at::Tensor bias = bias_opt.has_value() ? *bias_opt : at::Tensor();
+  check_no_forward_ad("linear_act", input, weight, bias);
+  const bool grad = needs_grad(input, weight) || (bias.defined() && needs_grad(bias));
+  // A negative slope flips the sign, so the output cannot say where the
+  // input was positive: keep the pre-activation instead (torch keeps it too).
+  const bool keep_pre = grad && act == LinearActivation::LeakyRelu && negative_slope < 0;
+  at::Tensor result, pre;
+  {
+    at::AutoDispatchBelowADInplaceOrView below;
+    if (keep_pre) {
+      pre = ops::linear_act(input, weight, bias_opt, "none", 0.0);
+      result = ops::leaky_relu(pre, negative_slope);
+    } else {
+      result = ops::linear_act(input, weight, bias_opt, activation, negative_slope);
+    }
+  }
+  if (!grad) return result;
+  auto node = make_node<LinearActNode>(input, weight, bias);
+  node->act = act;
+  node->slope = negative_slope;
+  node->input_sizes = input.sizes().vec();
+  node->input_strides = input.strides().vec();
+  node->weight_row_major = is_row_major(weight);
+  if (bias.defined()) node->bias_sizes = bias.sizes().vec();
+  torch::autograd::set_history(result, node);
+  if (node->should_compute_output(1)) node->input = SavedVariable(input, false);
+  if (node->should_compute_output(0)) node->weight = SavedVariable(weight, false);
+  if (keep_pre) {
+    node->saved = SavedVariable(pre, false);
+  } else if (act != LinearActivation::None) {
+    node->saved = SavedVariable(result, /*is_output=*/true);
+  }
+  return result;
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(fastact, Autograd, m) { m.impl("linear_act", &linear_act); }
+
+}  // namespace fastact::autograd

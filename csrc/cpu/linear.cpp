@@ -1,0 +1,44 @@
+// linear_act on CPU: torch's own Linear arithmetic (addmm, or mm without a
+// bias, on the input flattened to 2-D, as torch.nn.functional.linear does for
+// 2-D and contiguous 3-D inputs) and then the activation applied in place
+// on the matmul's output, so Linear + activation leaves one tensor behind,
+// bit-identical to the unfused pair.
+#include <ATen/ops/addmm.h>
+#include <ATen/ops/mm.h>
+#include <torch/library.h>
+
+#include "autograd/op_handles.h"
+#include "linear_activation.h"
+
+namespace fastact::cpu {
+namespace {
+
+namespace ops = fastact::autograd::ops;
+
+at::Tensor linear_act(const at::Tensor& input, const at::Tensor& weight, const std::optional<at::Tensor>& bias,
+                      c10::string_view activation, double negative_slope) {
+  const LinearActivation act = parse_linear_activation(activation);
+  TORCH_CHECK(input.dim() >= 1 && weight.dim() >= 1, "both arguments to linear need to be at least 1D, but they are ",
+              input.dim(), "D and ", weight.dim(), "D");
+  TORCH_CHECK(weight.dim() == 2, "fastact.linear: weight must be 2-D [out_features, in_features], got ",
+              weight.dim(), "-D");
+  const at::Tensor flat = input.dim() == 2 ? input : input.reshape({-1, input.size(-1)});
+  at::Tensor out = bias.has_value() && bias->defined() ? at::addmm(*bias, flat, weight.t()) : at::mm(flat, weight.t());
+  switch (act) {
+    case LinearActivation::None: break;
+    case LinearActivation::Relu: ops::relu_(out); break;
+    case LinearActivation::LeakyRelu: ops::leaky_relu_(out, negative_slope); break;
+    case LinearActivation::Sigmoid: out = ops::sigmoid(out); break;
+    case LinearActivation::Tanh: out = ops::tanh(out); break;
+  }
+  if (input.dim() == 2) return out;
+  std::vector<int64_t> shape(input.sizes().begin(), input.sizes().end() - 1);
+  shape.push_back(weight.size(0));
+  return out.view(shape);
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(fastact, CPU, m) { m.impl("linear_act", &linear_act); }
+
+}  // namespace fastact::cpu

@@ -1,0 +1,71 @@
+"""fastact.fuse: swap, then merge each Linear with the activation after it."""
+from typing import Dict, Optional, Tuple
+
+from torch import nn
+
+from fastact import modules
+from fastact.swap import swap
+
+__all__ = ["fuse"]
+
+
+def _activation_of(module: nn.Module) -> Optional[Tuple[str, float]]:
+    """(name, negative_slope) for an activation a FusedLinear can apply."""
+    kind = type(module)
+    if kind in (nn.ReLU, modules.ReLU):
+        return "relu", 0.0
+    if kind in (nn.LeakyReLU, modules.LeakyReLU):
+        return "leaky_relu", module.negative_slope
+    if kind in (nn.Sigmoid, modules.Sigmoid):
+        return "sigmoid", 0.0
+    if kind in (nn.Tanh, modules.Tanh):
+        return "tanh", 0.0
+    return None
+
+
+def _has_hooks(module: nn.Module) -> bool:
+    # A hook sees a module's own input or output, which fusing changes (a
+    # Linear's forward hook would see the activation's output): leave such
+    # modules as they are.
+    return any(getattr(module, name, None) for name in (
+        "_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks"))
+
+
+def fuse(model: nn.Module) -> nn.Module:
+    """fastact.swap(model), then inside every nn.Sequential (exact type: a
+    subclass may have its own forward) replace each nn.Linear followed by
+    ReLU, LeakyReLU, Sigmoid or Tanh with one FusedLinear applying both, and
+    the activation with a Fused placeholder; a Linear followed by anything
+    else becomes a FusedLinear without activation (one autograd node instead
+    of three). Values and gradients stay bit-identical to the unfused model.
+
+    Parameters stay the same nn.Parameter objects, so an optimizer built
+    before fuse keeps working, and state_dict keys do not change. Layers with
+    hooks are left alone. Modifies `model` in place and returns it."""
+    model = swap(model)
+    memo: Dict[int, nn.Module] = {}  # a Linear shared by several parents stays shared
+
+    def fused(linear: nn.Linear, activation: str, slope: float) -> nn.Module:
+        key = (id(linear), activation, slope)
+        if key not in memo:
+            memo[key] = modules.FusedLinear.from_linear(linear, activation, slope)
+        return memo[key]
+
+    for parent in list(model.modules()):
+        if type(parent) is not nn.Sequential:
+            continue
+        names = list(parent._modules)
+        for i, name in enumerate(names):
+            layer = parent._modules[name]
+            if type(layer) is not nn.Linear or _has_hooks(layer):
+                continue
+            nxt = parent._modules[names[i + 1]] if i + 1 < len(names) else None
+            act = _activation_of(nxt) if nxt is not None and not _has_hooks(nxt) else None
+            if act is None:
+                parent._modules[name] = fused(layer, "none", 0.01)
+            else:
+                parent._modules[name] = fused(layer, *act)
+                parent._modules[names[i + 1]] = modules.Fused(act[0])
+    if type(model) is nn.Linear and not _has_hooks(model):
+        return fused(model, "none", 0.01)
+    return model

@@ -1,0 +1,204 @@
+"""fastact.FusedLinear / functional.fused_linear (Linear + activation as one
+op and one autograd node) and fastact.fuse, against torch's unfused layers."""
+import copy
+
+import pytest
+import torch
+import torch.nn.functional as TF
+from torch import nn
+
+import fastact
+import fastact.functional as F
+from fastact import train
+from reference import make_input
+
+ACTIVATIONS = {  # name -> (negative_slope, torch's function)
+    "none": (0.01, lambda t: t),
+    "relu": (0.0, TF.relu),
+    "leaky_relu": (0.01, lambda t: TF.leaky_relu(t, 0.01)),
+    "leaky_relu_negative": (-0.2, lambda t: TF.leaky_relu(t, -0.2)),
+    "sigmoid": (0.0, torch.sigmoid),
+    "tanh": (0.0, torch.tanh),
+}
+# fastact's sigmoid/tanh kernels are not torch's (they agree within rounding);
+# everything else is torch's own arithmetic, so the results are bit-identical.
+EXACT = {"none", "relu", "leaky_relu", "leaky_relu_negative"}
+
+
+def _op_name(key):
+    return "leaky_relu" if key.startswith("leaky") else key
+
+
+def _assert_match(actual, expected, exact):
+    if exact:
+        assert torch.equal(actual, expected), (actual - expected).abs().max()
+    elif actual.dtype in (torch.float16, torch.bfloat16):
+        # a different summation order (torch's matmul path): a few roundings of the largest term
+        eps = torch.finfo(actual.dtype).eps
+        scale = expected.abs().max().item() if expected.numel() else 0.0
+        torch.testing.assert_close(actual, expected, rtol=2 * eps, atol=4 * eps * scale)
+    else:
+        torch.testing.assert_close(actual, expected)
+
+
+@pytest.mark.parametrize("key", list(ACTIVATIONS))
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("shape", [(7,), (5, 7), (0, 7), (2, 3, 7), (2, 2, 3, 7)])
+@pytest.mark.parametrize("layout", ["contiguous", "transposed"])
+@pytest.mark.parametrize("bias", [True, False])
+def test_fused_linear_matches_linear_then_activation(key, dtype, shape, layout, bias):
+    slope, torch_act = ACTIVATIONS[key]
+    x = make_input(shape, dtype, layout).requires_grad_()
+    w = make_input((4, 7), dtype, seed=1).requires_grad_()
+    b = make_input((4,), dtype, seed=2).requires_grad_() if bias else None
+    inputs = [t for t in (x, w, b) if t is not None]
+    y = F.fused_linear(x, w, b, _op_name(key), slope)
+    ref = torch_act(TF.linear(x, w, b))
+    # torch runs addmm on 2-d and contiguous 3-d inputs, as fused_linear does on
+    # every input; on the others torch's matmul path rounds differently
+    exact = key in EXACT and (len(shape) <= 2 or (len(shape) == 3 and x.is_contiguous()))
+    _assert_match(y, ref, exact)
+    g = torch.randn(ref.shape, generator=torch.Generator().manual_seed(3), dtype=torch.float64).to(dtype)
+    for got, want in zip(torch.autograd.grad(y, inputs, g), torch.autograd.grad(ref, inputs, g)):
+        _assert_match(got, want, exact)
+    assert y.grad_fn.name() == "FastactLinearBackward"
+
+
+@pytest.mark.parametrize("key", list(ACTIVATIONS))
+def test_fused_linear_gradcheck(key):
+    slope, _ = ACTIVATIONS[key]
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(6, 5, dtype=torch.float64, generator=gen, requires_grad=True)
+    w = torch.randn(3, 5, dtype=torch.float64, generator=gen, requires_grad=True)
+    b = torch.randn(3, dtype=torch.float64, generator=gen, requires_grad=True)
+    fn = lambda x, w, b: F.fused_linear(x, w, b, _op_name(key), slope)  # noqa: E731
+    assert torch.autograd.gradcheck(fn, (x, w, b))
+    assert torch.autograd.gradgradcheck(fn, (x, w, b))
+
+
+def test_fused_linear_grads_only_where_needed():
+    x = torch.randn(5, 3)
+    w = torch.randn(2, 3, requires_grad=True)
+    b = torch.randn(2)
+    y = F.fused_linear(x, w, b, "relu")
+    (gw,) = torch.autograd.grad(y.sum(), w)
+    torch.testing.assert_close(gw, torch.autograd.grad(TF.relu(TF.linear(x, w, b)).sum(), w)[0], rtol=0, atol=0)
+    assert not F.fused_linear(x, w.detach(), b, "relu").requires_grad
+
+
+def test_fused_linear_does_not_touch_its_inputs():
+    x, w, b = torch.randn(5, 3), torch.randn(2, 3), torch.randn(2)
+    copies = [t.clone() for t in (x, w, b)]
+    F.fused_linear(x, w, b, "leaky_relu", -0.5)
+    assert all(torch.equal(a, c) for a, c in zip((x, w, b), copies))
+
+
+def test_fused_linear_errors():
+    x, w = torch.randn(5, 3), torch.randn(2, 3)
+    with pytest.raises(ValueError, match="activation"):
+        F.fused_linear(x, w, None, "gelu")
+    with pytest.raises(RuntimeError, match="cannot be multiplied"):
+        F.fused_linear(torch.randn(5, 4), w)
+    with pytest.raises(RuntimeError, match="dtype"):
+        F.fused_linear(x.double(), w)
+    with pytest.raises(RuntimeError, match="at least 1D"):
+        F.fused_linear(torch.tensor(1.0), w)
+    with pytest.raises(RuntimeError):
+        TF.linear(torch.tensor(1.0), w)  # torch refuses it too
+
+
+def test_fused_linear_compiles_fullgraph():
+    mod = fastact.FusedLinear(6, 4, activation="leaky_relu", negative_slope=0.1)
+    ref = nn.Sequential(nn.Linear(6, 4), nn.LeakyReLU(0.1))
+    ref[0].load_state_dict(mod.state_dict())
+    x = torch.randn(8, 6)
+    out = torch.compile(mod, fullgraph=True, backend="aot_eager")(x)
+    expect = ref(x)
+    torch.testing.assert_close(out, expect)
+    out.sum().backward()
+    expect.sum().backward()
+    torch.testing.assert_close(mod.weight.grad, ref[0].weight.grad)
+
+
+def test_fused_linear_module_is_a_linear():
+    mod = fastact.FusedLinear(3, 2, activation="relu")
+    assert isinstance(mod, nn.Linear) and list(mod.state_dict()) == ["weight", "bias"]
+    assert "activation=relu" in repr(mod)
+    with pytest.raises(ValueError):
+        fastact.FusedLinear(3, 2, activation="softmax")
+
+
+# ---- fastact.fuse ----------------------------------------------------------
+
+
+def _unfused_fastact(model):
+    return fastact.swap(copy.deepcopy(model))
+
+
+@pytest.mark.parametrize("name", [n for n in train.TUTORIALS if n != "mlp"] + ["mlp"])
+def test_fuse_keeps_every_tutorial_models_numbers(name):
+    tutorial = train.TUTORIALS[name]
+    torch.manual_seed(0)
+    model = tutorial.build()
+    x, _ = tutorial.data()
+    x = x[:300]
+    unfused, fused = _unfused_fastact(model), fastact.fuse(copy.deepcopy(model))
+    assert any(isinstance(m, fastact.FusedLinear) for m in fused.modules())
+    y_u, y_f, y_t = unfused(x), fused(x), model(x)
+    assert torch.equal(y_f, y_u)  # the same numbers as the unfused fastact model ...
+    torch.testing.assert_close(y_f, y_t)  # ... and as torch's
+    g = torch.randn(y_u.shape, generator=torch.Generator().manual_seed(1))
+    y_u.backward(g)
+    y_f.backward(g)
+    y_t.backward(g)
+    for p_u, p_f, p_t in zip(unfused.parameters(), fused.parameters(), model.parameters()):
+        assert torch.equal(p_f.grad, p_u.grad)
+        torch.testing.assert_close(p_f.grad, p_t.grad)
+
+
+def test_fuse_keeps_parameters_optimizer_and_state_dict_keys():
+    model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 8), nn.LeakyReLU(0.2), nn.Linear(8, 3))
+    params = list(model.parameters())
+    keys = list(model.state_dict())
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)  # built before fuse
+    fused = fastact.fuse(model)
+    assert fused is model and [id(p) for p in fused.parameters()] == [id(p) for p in params]
+    assert list(fused.state_dict()) == keys
+    assert [type(m).__name__ for m in fused] == ["FusedLinear", "Fused", "FusedLinear", "Fused", "FusedLinear"]
+    assert fused[2].activation == "leaky_relu" and fused[2].negative_slope == 0.2
+    before = fused[0].weight.detach().clone()
+    fused(torch.randn(5, 4)).sum().backward()
+    opt.step()
+    assert not torch.equal(fused[0].weight, before)
+    fresh = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 8), nn.LeakyReLU(0.2), nn.Linear(8, 3))
+    fresh.load_state_dict(fused.state_dict())  # loads into the unfused model
+
+
+def test_fuse_leaves_hooked_layers_and_custom_containers_alone():
+    class Custom(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin, self.act = nn.Linear(3, 3), nn.ReLU()
+
+        def forward(self, x):
+            return self.act(self.lin(x)) + x
+
+    hooked = nn.Linear(3, 3)
+    hooked.register_forward_hook(lambda m, i, o: None)
+    model = nn.Sequential(hooked, nn.ReLU(), Custom(), nn.Linear(3, 3), nn.Tanh())
+    fused = fastact.fuse(model)
+    assert fused[0] is hooked and isinstance(fused[1], fastact.ReLU)
+    assert type(fused[2].lin) is nn.Linear and isinstance(fused[2].act, fastact.ReLU)
+    assert isinstance(fused[3], fastact.FusedLinear) and fused[3].activation == "tanh"
+
+
+def test_fuse_keeps_shared_layers_shared():
+    shared = nn.Linear(3, 3)
+    model = nn.Sequential(shared, nn.ReLU(), shared, nn.ReLU())
+    fused = fastact.fuse(model)
+    assert fused[0] is fused[2] and len(list(fused.parameters())) == 2
+
+
+def test_fused_training_follows_torch():
+    row = train.compare("circles", epochs=30, warmup=1)
+    assert row.matching_steps == 30 and row.agree
