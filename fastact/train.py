@@ -263,6 +263,8 @@ def compare(name: str, epochs: Optional[int] = None, seed: int = 0, warmup: int 
     reference = tutorial.build().to(dev)
     x, y = (t.to(dev) for t in tutorial.data())
     kinds = ["torch", "fastact"] + (["compiled"] if compile else [])
+    if compile:
+        torch.compiler.reset()  # each model's step traced afresh, not against another model's cache limit
 
     def model_for(kind):
         model = copy.deepcopy(reference)
@@ -429,6 +431,52 @@ def _main_distributed(args, names: List[str]) -> int:
     return 0
 
 
+# Where a step's time goes: profiler self time by ATen/fastact op, grouped.
+_GROUPS = (("matmul (MKL, shared)", ("aten::addmm", "aten::mm", "aten::bmm", "aten::matmul")),
+           ("optimizer (shared)", ("Optimizer.", "aten::_fused_", "aten::_foreach_", "aten::add_", "aten::mul_",
+                                   "aten::addcmul_", "aten::addcdiv_", "aten::sqrt", "aten::lerp_", "aten::div_")),
+           ("fastact ops", ("fastact::",)),
+           ("loss/activation (torch)", ("aten::relu", "aten::leaky_relu", "aten::sigmoid", "aten::tanh",
+                                        "aten::threshold_backward", "aten::_log_softmax", "aten::nll_loss",
+                                        "aten::mse_loss")),
+           ("autograd bookkeeping", ("autograd::engine", "torch::autograd::AccumulateGrad", "aten::sum", "aten::t",
+                                     "aten::zero_", "aten::fill_", "aten::ones_like", "aten::empty", "aten::detach")))
+
+
+def profile(name: str, steps: int = 200, optimizer_impl: str = "default") -> str:
+    """A breakdown of one training step's time, torch and fastact side by
+    side: microseconds per step by group of ops (profiler self times; the
+    profiler's own overhead inflates small ops a little, alike for both)."""
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
+
+    tutorial = TUTORIALS[name]
+    torch.manual_seed(0)
+    reference = tutorial.build()
+    xb, yb = next(batches(*tutorial.data(), tutorial.batch))
+    table = {}
+    for kind in ("torch", "fastact"):
+        model = fastact.fuse(copy.deepcopy(reference)) if kind == "fastact" else copy.deepcopy(reference)
+        trainer = Trainer(model, tutorial, kind, optimizer_impl)
+        for _ in range(20):
+            trainer.step(xb, yb)
+        with torch_profile(activities=[ProfilerActivity.CPU]):  # the profiler's own first-use costs
+            trainer.step(xb, yb)
+        with torch_profile(activities=[ProfilerActivity.CPU]) as prof:
+            for _ in range(steps):
+                trainer.step(xb, yb)
+        groups = {g: 0.0 for g, _ in _GROUPS} | {"other": 0.0}
+        for event in prof.key_averages():
+            group = next((g for g, prefixes in _GROUPS if event.key.startswith(prefixes)), "other")
+            groups[group] += event.self_cpu_time_total / steps
+        groups["step, unprofiled (median)"] = 1e6 * statistics.median(trainer.step_seconds[:20])
+        table[kind] = groups
+    lines = [f"{name}: microseconds per training step", f"{'':28s} {'torch':>8s} {'fastact':>8s}"]
+    for group in table["torch"]:
+        lines.append(f"{group:28s} {table['torch'][group]:8.1f} {table['fastact'][group]:8.1f}")
+    return "\n".join(lines)
+
+
 def _save(state_dict: Dict[str, torch.Tensor], directory: str, name: str) -> None:
     os.makedirs(directory, exist_ok=True)
     torch.save(state_dict, os.path.join(directory, f"{name}.pt"))
@@ -442,6 +490,10 @@ def main(args) -> int:
         return 2
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         return _main_distributed(args, names)
+    if args.profile:
+        for name in names:
+            print(profile(name, optimizer_impl=args.optimizer_impl), end="\n\n")
+        return 0
     rows, models = [], {}
     from tqdm.auto import tqdm
 
@@ -481,4 +533,6 @@ def add_arguments(parser) -> None:
     parser.add_argument("--plot", help="write loss curves and decision regions to this image")
     parser.add_argument("--json", help="also write the results here")
     parser.add_argument("--save", metavar="DIR", help="write each fastact-trained model's state_dict to DIR/<model>.pt")
+    parser.add_argument("--profile", action="store_true",
+                        help="instead of training: where a step's time goes, by group of ops, torch and fastact")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
