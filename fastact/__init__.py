@@ -5,7 +5,7 @@
 """
 from fastact import _fake
 from fastact import functional
-from fastact._backend import BackendInfo, backend
+from fastact._backend import BackendInfo, backend, set_backend
 from fastact.fuse import fuse
 from fastact.modules import (GELU, SELU, BCEWithLogitsLoss, CrossEntropyLoss, Fused, FusedLinear, LeakyReLU, LogSoftmax,
                              ReLU, Sigmoid, Softmax, Tanh)
@@ -17,7 +17,7 @@ from fastact.functional import (  # noqa: E402
 )
 
 __version__ = "0.1.0"
-__all__ = ["ReLU", "LeakyReLU", "Sigmoid", "Tanh", "GELU", "SELU", "Softmax", "LogSoftmax", "CrossEntropyLoss", "BCEWithLogitsLoss", "FusedLinear", "Fused", "functional", "swap", "fuse", "backend", "BackendInfo", "empty_cache",
+__all__ = ["ReLU", "LeakyReLU", "Sigmoid", "Tanh", "GELU", "SELU", "Softmax", "LogSoftmax", "CrossEntropyLoss", "BCEWithLogitsLoss", "FusedLinear", "Fused", "functional", "swap", "fuse", "backend", "set_backend", "BackendInfo", "empty_cache",
            "relu", "relu_", "sigmoid", "tanh", "selu", "selu_", "softmax", "log_softmax"]
 
 _fake.register()

@@ -23,10 +23,28 @@ def _check_dim(x, dim):
         raise IndexError(f"Dimension out of range (expected to be in range of [{lo}, {hi}], but got {dim})")
 
 
-def register():
-    if not has_ops():
+def check_approximate(approximate):
+    if approximate not in ("none", "tanh"):
+        raise RuntimeError("approximate argument must be either none or tanh.")
+
+
+LINEAR_ACTIVATIONS = ("none", "relu", "leaky_relu", "sigmoid", "tanh")
+
+
+def check_linear_activation(activation):
+    if activation not in LINEAR_ACTIVATIONS:
+        raise ValueError(f"fastact.linear: activation must be one of {LINEAR_ACTIVATIONS}, got {activation!r}")
+
+
+_registered = set()
+
+
+def register(lib="fastact::"):
+    """Fake kernels for the ops of namespace `lib` (the C++ ops, or the Numba
+    backend's, which share their schemas)."""
+    if (lib == "fastact::" and not has_ops()) or lib in _registered:
         return
-    lib = "fastact::"
+    _registered.add(lib)
 
     @torch.library.register_fake(lib + "relu")
     def _(x):
@@ -65,10 +83,6 @@ def register():
         torch.library.register_fake(lib + name, promoted_like)
     for name in ("sigmoid_backward", "tanh_backward", "selu_backward"):
         torch.library.register_fake(lib + name, lambda grad, result: torch.empty_like(result))
-
-    def check_approximate(approximate):
-        if approximate not in ("none", "tanh"):
-            raise RuntimeError("approximate argument must be either none or tanh.")
 
     @torch.library.register_fake(lib + "gelu")
     def _(x, approximate="none"):
@@ -120,12 +134,9 @@ def register():
         grad = input.new_empty(input.shape) if compute_grad else input.new_empty((0,))
         return loss, grad
 
-    _LINEAR_ACTIVATIONS = ("none", "relu", "leaky_relu", "sigmoid", "tanh")
-
     @torch.library.register_fake(lib + "linear_act")
     def _(input, weight, bias=None, activation="none", negative_slope=0.01):
-        if activation not in _LINEAR_ACTIVATIONS:
-            raise ValueError(f"fastact.linear: activation must be one of {_LINEAR_ACTIVATIONS}, got {activation!r}")
+        check_linear_activation(activation)
         if input.dim() < 1 or weight.dim() != 2:
             raise RuntimeError("fastact.linear: input must be at least 1-D and weight 2-D")
         if input.shape[-1] != weight.shape[1]:

@@ -23,7 +23,7 @@ from torch.compiler import is_compiling
 from torch.nn import _reduction
 from torch.overrides import handle_torch_function, has_torch_function_unary, has_torch_function_variadic
 
-from fastact import _ops
+from fastact import _fake, _ops
 
 __all__ = ["relu", "relu_", "leaky_relu", "leaky_relu_", "sigmoid", "tanh", "gelu", "selu", "selu_",
            "softmax", "log_softmax", "cross_entropy", "binary_cross_entropy_with_logits", "linear", "fused_linear"]
@@ -149,7 +149,7 @@ def log_softmax(input: Tensor, dim: Optional[int] = None, _stacklevel: int = 3,
 _SCALAR_TYPE_NAMES = {
     torch.uint8: "Byte", torch.int8: "Char", torch.int16: "Short", torch.int32: "Int", torch.int64: "Long",
     torch.float16: "Half", torch.bfloat16: "BFloat16", torch.float32: "Float", torch.float64: "Double",
-    torch.bool: "Bool",
+    torch.bool: "Bool", torch.complex64: "ComplexFloat", torch.complex128: "ComplexDouble",
 }
 
 
@@ -276,9 +276,6 @@ def binary_cross_entropy_with_logits(input: Tensor, target: Tensor, weight: Opti
     return loss
 
 
-_LINEAR_ACTIVATIONS = ("none", "relu", "leaky_relu", "sigmoid", "tanh")
-
-
 def fused_linear(input: Tensor, weight: Tensor, bias: Optional[Tensor] = None, activation: str = "none",
                  negative_slope: float = 0.01) -> Tensor:
     r"""fused_linear(input, weight, bias=None, activation='none', negative_slope=0.01) -> Tensor
@@ -293,8 +290,7 @@ def fused_linear(input: Tensor, weight: Tensor, bias: Optional[Tensor] = None, a
     if has_torch_function_variadic(input, weight, bias):
         return handle_torch_function(fused_linear, (input, weight, bias), input, weight, bias=bias,
                                      activation=activation, negative_slope=negative_slope)
-    if activation not in _LINEAR_ACTIVATIONS:
-        raise ValueError(f"fused_linear: activation must be one of {_LINEAR_ACTIVATIONS}, got {activation!r}")
+    _fake.check_linear_activation(activation)
     ops = _ops.traced if is_compiling() else _ops.eager
     return ops.linear_act(input, weight, bias, activation, float(negative_slope))
 

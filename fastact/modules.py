@@ -4,6 +4,7 @@ torch's own; only forward runs fastact."""
 from torch import Tensor, nn
 
 from fastact import functional as F
+from fastact._fake import check_linear_activation
 
 __all__ = ["ReLU", "LeakyReLU", "Sigmoid", "Tanh", "GELU", "SELU", "Softmax", "LogSoftmax", "CrossEntropyLoss",
            "BCEWithLogitsLoss", "FusedLinear", "Fused"]
@@ -97,8 +98,7 @@ class FusedLinear(nn.Linear):
         self._set_activation(activation, negative_slope)
 
     def _set_activation(self, activation: str, negative_slope: float) -> None:
-        if activation not in F._LINEAR_ACTIVATIONS:
-            raise ValueError(f"FusedLinear: activation must be one of {F._LINEAR_ACTIVATIONS}, got {activation!r}")
+        check_linear_activation(activation)
         self.activation = activation
         self.negative_slope = float(negative_slope)
 

@@ -1,9 +1,44 @@
-"""pytest set-up for the correctness suite; the helpers live in reference.py."""
+"""pytest set-up for the correctness suite; the helpers live in reference.py.
+
+Every test runs once per fastact backend (`--backends`, default: cpp and
+numba), the backend selected with fastact.set_backend around it; tests
+marked `cpp_only` cover what only the C++ extension has (its vector exp,
+its output cache) and skip on the others."""
 import pytest
 
 import fastact
 
+BACKENDS = ("cpp", "numba")
+
+
+def pytest_addoption(parser):
+    parser.addoption("--backends", default=",".join(BACKENDS),
+                     help="comma-separated fastact backends to run the suite on (default: cpp,numba)")
+
 
 def pytest_configure(config):
-    if not fastact.backend().name == "cpp":
-        raise pytest.UsageError(f"the tests need the compiled extension: {fastact.backend()}")
+    config.addinivalue_line("markers", "cpp_only: covers a feature of the C++ backend alone")
+    wanted = config.getoption("--backends").split(",")
+    unknown = set(wanted) - set(BACKENDS)
+    if unknown:
+        raise pytest.UsageError(f"unknown backends {sorted(unknown)}; choose from {BACKENDS}")
+    for name in wanted:
+        try:
+            fastact.set_backend(name)
+        except RuntimeError as e:
+            raise pytest.UsageError(f"the tests need the {name} backend: {e}")
+    fastact.set_backend(wanted[0])
+
+
+def pytest_generate_tests(metafunc):
+    if "fastact_backend" in metafunc.fixturenames:
+        metafunc.parametrize("fastact_backend", metafunc.config.getoption("--backends").split(","),
+                             scope="session")
+
+
+@pytest.fixture(autouse=True)
+def _run_on_backend(request, fastact_backend):
+    if fastact_backend != "cpp" and request.node.get_closest_marker("cpp_only"):
+        pytest.skip(f"C++ backend only (running on {fastact_backend})")
+    fastact.set_backend(fastact_backend)
+    yield

@@ -4,6 +4,19 @@ import math
 
 import torch
 
+import fastact
+
+
+def backward_node_name(op, cpp_name):
+    """The name of op's autograd node on the backend the test runs on: the
+    C++ backend's own nodes, or torch.library's generated ones (Numba)."""
+    return cpp_name if fastact.backend().name == "cpp" else f"GeneratedBackwardFor_fastact_numba_{op}_defaultBackward"
+
+
+def backend_ops():
+    """torch.ops.<namespace> of the backend the test runs on."""
+    return {"cpp": torch.ops.fastact, "numba": torch.ops.fastact_numba}[fastact.backend().name]
+
 
 DTYPES = [torch.float64, torch.float32, torch.float16, torch.bfloat16]
 LAYOUTS = ["contiguous", "transposed", "sliced", "expanded"]

@@ -6,9 +6,12 @@ import subprocess
 import sys
 import sysconfig
 
+import pytest
+
 import fastact
 
 
+@pytest.mark.cpp_only
 def test_backend_reports_cpp():
     info = fastact.backend()
     assert info.name == "cpp" and "cpu" in info.devices
@@ -22,30 +25,60 @@ def run_python(code, cwd=None, **env):
 
 
 def test_cli_info():
-    out = subprocess.run([sys.executable, "-P", "-m", "fastact", "info"], capture_output=True, text=True, timeout=300)
-    assert out.returncode == 0, out.stderr
-    assert "fastact backend: cpp" in out.stdout
+    for name in ("cpp", "numba"):
+        out = subprocess.run([sys.executable, "-P", "-m", "fastact", "info"], capture_output=True, text=True,
+                             timeout=300, env={**os.environ, "FASTACT_BACKEND": name})
+        assert out.returncode == 0, out.stderr
+        assert f"fastact backend: {name}" in out.stdout
 
 
-def test_broken_extension_does_not_break_import(tmp_path):
+def _broken_copy(tmp_path):
+    """fastact's package copied into tmp_path with a _C that cannot load."""
     pkg = os.path.dirname(fastact.__file__)
     copy = tmp_path / "fastact"
     shutil.copytree(pkg, copy, ignore=shutil.ignore_patterns("_C*", "__pycache__"))
     (copy / ("_C" + sysconfig.get_config_var("EXT_SUFFIX"))).write_bytes(b"not a shared library")
-    code = (
-        "import torch, fastact\n"
-        "assert fastact.__file__.startswith(%r), fastact.__file__\n"
-        "print(fastact.backend().name)\n"
-        "m = torch.nn.Sequential(fastact.ReLU())\n"
-        "try:\n    m(torch.ones(2))\nexcept RuntimeError as e:\n    print('ERR', e)\n" % str(tmp_path)
-    )
-    out = run_python(code, cwd=str(tmp_path), PYTHONPATH=str(tmp_path))
+
+
+_USE_A_RELU = (
+    "import torch, warnings, fastact\n"
+    "assert fastact.__file__.startswith(%r), fastact.__file__\n"
+    "print(fastact.backend().name)\n"
+    "m = torch.nn.Sequential(fastact.ReLU())\n"
+    "try:\n    print(m(torch.tensor([-1.0, 2.0])).tolist())\nexcept RuntimeError as e:\n    print('ERR', e)\n"
+)
+
+
+def test_broken_extension_falls_back_to_numba(tmp_path):
+    _broken_copy(tmp_path)
+    out = run_python(_USE_A_RELU % str(tmp_path), cwd=str(tmp_path), PYTHONPATH=str(tmp_path))
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == ["numba", "[0.0, 2.0]"]
+    assert out.stderr.count("falling back to the slower Numba backend") == 1, out.stderr  # one warning
+    assert "pip install --no-build-isolation" in out.stderr
+
+
+def test_broken_extension_with_cpp_required_gives_a_clear_error(tmp_path):
+    _broken_copy(tmp_path)
+    out = run_python(_USE_A_RELU % str(tmp_path), cwd=str(tmp_path), PYTHONPATH=str(tmp_path), FASTACT_BACKEND="cpp")
     assert out.returncode == 0, out.stderr
     lines = out.stdout.splitlines()
     assert lines[0] == "unavailable"
     assert lines[1].startswith("ERR") and "pip install --no-build-isolation" in lines[1]
 
 
+def test_backend_env_and_set_backend():
+    out = run_python("import fastact; print(fastact.backend().name); fastact.set_backend('cpp'); "
+                     "print(fastact.backend().name)", FASTACT_BACKEND="numba")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["numba", "cpp"]
+    info = fastact.set_backend("numba")
+    assert info.name == "numba" and info.devices == ("cpu",) and "numba" in info.build
+    with pytest.raises(ValueError, match="unknown backend"):
+        fastact.set_backend("fortran")
+
+
+@pytest.mark.cpp_only
 def test_output_cache_reuses_and_empties():
     import torch
 

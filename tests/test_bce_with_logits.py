@@ -10,7 +10,7 @@ from hypothesis import given, settings, strategies as st
 
 import fastact
 import fastact.functional as F
-from reference import DTYPES, assert_same
+from reference import backward_node_name, DTYPES, assert_same
 
 REDUCTIONS = ["mean", "sum", "none"]
 
@@ -33,7 +33,9 @@ def check(shape, dtype, reduction, weight_shape=None, pos_weight_shape=None, sca
         up = torch.rand(loss.shape, generator=torch.Generator().manual_seed(1), dtype=torch.float64).to(d)
         results.append((loss, torch.autograd.grad(loss, x, up)[0]))
     (lf, gf), (lt, gt), (l64, g64) = results
-    assert_same(lf, lt, l64)
+    # logits of 1e4 make float32 losses of 1e4 whose last bits depend on the
+    # order of operations: values too are held to torch or float64 at that scale
+    assert_same(lf, lt, l64, scale_tol=True)
     assert_same(gf, gt, g64, scale_tol=True)
 
 
@@ -89,7 +91,8 @@ def test_input_is_never_overwritten_and_backward_keeps_only_the_gradient():
     assert saved == [], "no saved input: the node keeps only the gradient it wrote"
     loss.backward()
     torch.testing.assert_close(x.detach(), before)
-    assert loss.grad_fn.name() == "FastactBinaryCrossEntropyWithLogitsBackward"
+    assert loss.grad_fn.name() == backward_node_name("binary_cross_entropy_with_logits",
+                                                    "FastactBinaryCrossEntropyWithLogitsBackward")
 
 
 @pytest.mark.parametrize("reduction", REDUCTIONS)

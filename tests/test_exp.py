@@ -2,7 +2,10 @@
 swept against float64: within 1 ulp, and torch's values at the specials."""
 import math
 
+import pytest
 import torch
+
+pytestmark = pytest.mark.cpp_only
 
 
 def test_within_one_ulp_over_the_whole_range():
