@@ -1,6 +1,6 @@
 """Shared pieces of the pytest-benchmark suite.
 
-    pytest bench/ --benchmark-group-by=param             # torch and fastact side by side
+    pytest bench/ --benchmark-group-by=param:case        # torch and fastact (C++, Numba) side by side
     pytest bench/ --benchmark-disable                     # run every case once (CI smoke)
 """
 import pytest
@@ -14,6 +14,17 @@ def make_case(shape, backward):
     x = torch.randn(shape, requires_grad=backward)
     g = torch.randn(shape)
     return x, g
+
+
+@pytest.fixture(params=["cpp", "numba"])
+def fastact_backend(request):
+    """Runs the benchmark on each fastact backend (the C++ extension, Numba)."""
+    import fastact
+
+    previous = fastact.backend().name
+    fastact.set_backend(request.param)
+    yield request.param
+    fastact.set_backend(previous)
 
 
 @pytest.fixture

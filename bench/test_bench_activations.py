@@ -30,6 +30,6 @@ def test_torch(run_case, case):
 
 
 @pytest.mark.parametrize("case", CASES, ids=IDS)
-def test_fastact(run_case, case):
+def test_fastact(run_case, fastact_backend, case):
     op, mode, shape = case
     run_case(OPS[op][1], shape, mode)

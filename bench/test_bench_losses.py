@@ -24,6 +24,6 @@ def test_torch(run_case, case):
 
 
 @pytest.mark.parametrize("case", CASES, ids=IDS)
-def test_fastact(run_case, case):
+def test_fastact(run_case, fastact_backend, case):
     target, mode, shape = case
     run_case(LOSSES[target][1], shape, mode, TARGETS[target](shape))

@@ -12,6 +12,8 @@ It ends with the bytes autograd saves for a LeakyReLU MLP, torch and fastact
 (and, with --memory, the peak resident memory of cross entropy).
 """
 import json
+import math
+import sys
 import statistics
 import time
 from dataclasses import asdict, dataclass
@@ -77,6 +79,8 @@ class Result:
     torch_gbps: Optional[float]
     compile_ms: Optional[float] = None  # torch.compile of the torch function, with --compile
     ratio_compile: Optional[float] = None
+    numba_ms: Optional[float] = None  # fastact on its Numba backend, with --numba
+    numba_vs_cpp: Optional[float] = None  # numba time / C++ time
 
 
 def _per_call_seconds(fn: Callable[[], None], reps: int) -> float:
@@ -86,16 +90,25 @@ def _per_call_seconds(fn: Callable[[], None], reps: int) -> float:
     return (time.perf_counter() - start) / reps
 
 
-def compare(fns: Dict[str, Callable[[], None]], budget_s: float = 1.0, rounds: int = 15) -> Dict[str, float]:
-    """Median seconds per call of each fn, measured in alternating rounds."""
-    for fn in fns.values():  # warm up: allocator, caches, first-call paths
+def compare(fns: Dict[str, Callable[[], None]], budget_s: float = 1.0, rounds: int = 15,
+            before: Optional[Dict[str, Callable[[], None]]] = None) -> Dict[str, float]:
+    """Median seconds per call of each fn, measured in alternating rounds;
+    before[name], if given, runs untimed ahead of each of name's rounds
+    (e.g. selecting the fastact backend it measures)."""
+    before = before or {}
+    for name, fn in fns.items():  # warm up: allocator, caches, first-call paths
+        before.get(name, lambda: None)()
         fn()
         fn()
-    probe = max(_per_call_seconds(fn, 1) for fn in fns.values())
+    probe = 0.0
+    for name, fn in fns.items():
+        before.get(name, lambda: None)()
+        probe = max(probe, _per_call_seconds(fn, 1))
     reps = max(1, int(budget_s / rounds / len(fns) / max(probe, 1e-7)))
     samples: Dict[str, List[float]] = {name: [] for name in fns}
     for _ in range(rounds):
         for name, fn in fns.items():
+            before.get(name, lambda: None)()
             samples[name].append(_per_call_seconds(fn, reps))
     return {name: statistics.median(s) for name, s in samples.items()}
 
@@ -125,8 +138,18 @@ def copy_bandwidth_gbps(n_bytes: int = 64 << 20) -> float:
     return 2 * n_bytes / t / 1e9
 
 
+def _on_backend(name: str) -> Callable[[], None]:
+    import fastact
+
+    return lambda: fastact.set_backend(name)
+
+
 def run(ops: List[str], sizes: Optional[List[Tuple[int, int]]], modes: List[str], budget_s: float,
-        with_compile: bool = False, progress: Callable[[str], None] = lambda s: None) -> List[Result]:
+        with_compile: bool = False, progress: Callable[[str], None] = lambda s: None,
+        with_numba: bool = False) -> List[Result]:
+    import fastact
+
+    start_backend = fastact.backend().name
     results = []
     for name in ops:
         spec = OPS[name]
@@ -146,7 +169,12 @@ def run(ops: List[str], sizes: Optional[List[Tuple[int, int]]], modes: List[str]
                     torch._dynamo.reset()
                     compiled = torch.compile(spec.torch_fn, fullgraph=True, dynamic=False)
                     impls["compile"] = training_step(compiled, clone(), g, backward, aux)
-                times = compare(impls, budget_s)
+                before = {"fastact": _on_backend(start_backend)}
+                if with_numba:
+                    impls["numba"] = training_step(spec.fastact_fn, clone(), g, backward, aux)
+                    before["numba"] = _on_backend("numba")
+                times = compare(impls, budget_s, before=before)
+                fastact.set_backend(start_backend)
                 nbytes = x.numel() * x.element_size() * (spec.fwdbwd_bytes if backward else spec.fwd_bytes)
                 big = x.numel() * x.element_size() >= (1 << 20)
                 results.append(Result(
@@ -156,6 +184,8 @@ def run(ops: List[str], sizes: Optional[List[Tuple[int, int]]], modes: List[str]
                     nbytes / times["torch"] / 1e9 if big else None,
                     times["compile"] * 1e3 if with_compile else None,
                     times["compile"] / times["fastact"] if with_compile else None,
+                    times["numba"] * 1e3 if with_numba else None,
+                    times["numba"] / times["fastact"] if with_numba else None,
                 ))
                 progress(f"{name} {shape} {mode}")
     return results
@@ -235,14 +265,19 @@ def format_table(results: List[Result], copy_gbps: float) -> str:
     with_compile = any(r.compile_ms is not None for r in results)
     head = (f"{'op':19s} {'shape':>13s} {'mode':8s} {'torch ms':>10s} {'fastact ms':>11s} {'ratio':>6s} "
             f"{'GB/s torch':>10s} {'GB/s fastact':>12s}")
+    with_numba = any(r.numba_ms is not None for r in results)
     if with_compile:
         head += f" {'compile ms':>11s} {'vs compile':>10s}"
+    if with_numba:
+        head += f" {'numba ms':>10s} {'numba/C++':>9s} {'torch/numba':>11s}"
     lines = [head, "-" * len(head)]
     for r in results:
         gb = (f"{r.torch_gbps:10.1f} {r.fastact_gbps:12.1f}" if r.fastact_gbps else f"{'':10s} {'':12s}")
         line = f"{r.op:19s} {str(r.shape):>13s} {r.mode:8s} {r.torch_ms:10.4f} {r.fastact_ms:11.4f} {r.ratio:6.2f} {gb}"
         if with_compile:
             line += f" {r.compile_ms:11.4f} {r.ratio_compile:10.2f}"
+        if with_numba:
+            line += f" {r.numba_ms:10.4f} {r.numba_vs_cpp:9.2f} {r.torch_ms / r.numba_ms:11.2f}"
         lines.append(line)
     lines.append(f"copy bandwidth (64 MiB copy_, read+write): {copy_gbps:.1f} GB/s")
     return "\n".join(lines)
@@ -257,8 +292,14 @@ def main(args) -> int:
                 f"THP_MEM_ALLOC_ENABLE={os.environ.get('THP_MEM_ALLOC_ENABLE', 'unset')}, float32")
     print(settings, flush=True)
     copy_gbps = copy_bandwidth_gbps()
-    results = run(ops, sizes, modes, args.budget, args.compile,
-                  progress=lambda s: print(f"  measured {s}", flush=True) if args.verbose else None)
+    from tqdm.auto import tqdm
+
+    total = sum(len(sizes or OPS[name].sizes) * len(modes) for name in ops)
+    with tqdm(total=total, unit="case", leave=False, disable=None, file=sys.stderr) as bar:
+        def progress(case):
+            bar.set_description(case)
+            bar.update()
+        results = run(ops, sizes, modes, args.budget, args.compile, progress=progress, with_numba=args.numba)
     print(format_table(results, copy_gbps))
     print(saved_bytes_report())
     if args.memory:
@@ -267,7 +308,31 @@ def main(args) -> int:
         with open(args.json, "w") as f:
             json.dump({"settings": settings, "copy_gbps": copy_gbps,
                        "results": [asdict(r) for r in results]}, f, indent=1)
+    if args.plot:
+        plot(results, args.plot)
+        print(f"plot written to {args.plot}")
     return 0
+
+
+def plot(results: List[Result], path: str) -> None:
+    """Speedup over torch (ratio) against tensor size, one line per op and mode."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for (op, mode) in dict.fromkeys((r.op, r.mode) for r in results):
+        points = sorted((math.prod(r.shape), r.ratio) for r in results if r.op == op and r.mode == mode)
+        ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=f"{op} {mode}")
+    ax.axhline(1.0, color="gray", lw=0.8)
+    ax.set_xscale("log")
+    ax.set_xlabel("elements")
+    ax.set_ylabel("speedup over torch (torch time / fastact time)")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
 
 
 def add_arguments(parser) -> None:
@@ -279,5 +344,6 @@ def add_arguments(parser) -> None:
                         help="also measure peak resident memory of cross entropy fwd+bwd at 4096x32000")
     parser.add_argument("--mode", choices=["fwd", "fwd+bwd", "both"], default="both")
     parser.add_argument("--budget", type=float, default=1.0, help="seconds per case (default 1)")
+    parser.add_argument("--numba", action="store_true", help="also time fastact on its Numba backend")
     parser.add_argument("--json", help="also write the results here")
-    parser.add_argument("--verbose", action="store_true")
+    parser.add_argument("--plot", help="write speedup against size to this image")
