@@ -20,7 +20,7 @@ def test_backend_reports_cpp():
 
 
 def run_python(code, cwd=None, **env):
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-P", "-c", code], capture_output=True, text=True,
                           env={**os.environ, **env}, timeout=300, cwd=cwd)
 
 
