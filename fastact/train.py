@@ -356,6 +356,28 @@ def plot(rows: List[Row], models: dict, path: str) -> None:
 # ---- distributed (torchrun) ---------------------------------------------
 
 
+def _train(name: str, epochs: Optional[int], fast: bool, seed: int, device: str,
+           wrap: Callable[[nn.Module], nn.Module] = lambda m: m,
+           share: Callable[[torch.Tensor], torch.Tensor] = lambda t: t) -> Tuple[nn.Module, Trainer, Data]:
+    """Builds `name` (fused if fast), wraps it, and trains it on share(batch) of every batch."""
+    tutorial = TUTORIALS[name]
+    dev = torch.device(device)
+    torch.manual_seed(seed)
+    model = tutorial.build().to(dev)
+    if fast:
+        model = fastact.fuse(model)
+    trainer = Trainer(wrap(model), tutorial, "fastact" if fast else "torch")
+    x, y = (t.to(dev) for t in tutorial.data())
+    for _ in range(tutorial.epochs if epochs is None else epochs):
+        for xb, yb in batches(x, y, tutorial.batch):
+            trainer.step(share(xb), share(yb))
+    return model, trainer, (x, y)
+
+
+def _state(model: nn.Module) -> Dict[str, torch.Tensor]:
+    return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+
+
 def ddp_train(name: str, epochs: Optional[int] = None, fast: bool = True, seed: int = 0,
               device: str = "cpu") -> Tuple[Dict[str, torch.Tensor], Run]:
     """Trains `name` under DistributedDataParallel in an initialized process
@@ -363,41 +385,28 @@ def ddp_train(name: str, epochs: Optional[int] = None, fast: bool = True, seed: 
     each rank on its contiguous share of every batch. Mean-reduced losses
     and DDP's gradient averaging give the full batch's gradient, so the
     parameters follow a single process trained on the whole batch.
-    Returns the final parameters and rank 0's run."""
+    Returns the final parameters and this rank's run."""
     import torch.distributed as dist
     from torch.nn.parallel import DistributedDataParallel
 
     rank, world = dist.get_rank(), dist.get_world_size()
-    tutorial = TUTORIALS[name]
     dev = torch.device(device)
-    torch.manual_seed(seed)
-    model = tutorial.build().to(dev)
-    if fast:
-        model = fastact.fuse(model)
-    ddp = DistributedDataParallel(model, device_ids=[dev.index] if dev.type == "cuda" else None)
-    trainer = Trainer(ddp, tutorial, "fastact" if fast else "torch")
-    x, y = (t.to(dev) for t in tutorial.data())
-    for _ in range(epochs or tutorial.epochs):
-        for xb, yb in batches(x, y, tutorial.batch):
-            share = (len(xb) + world - 1) // world
-            trainer.step(xb[rank * share:(rank + 1) * share], yb[rank * share:(rank + 1) * share])
-    params = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-    return params, trainer.result(x, y)
+
+    def share(t):
+        size = (len(t) + world - 1) // world
+        return t[rank * size:(rank + 1) * size]
+
+    def wrap(model):
+        return DistributedDataParallel(model, device_ids=[dev.index] if dev.type == "cuda" else None)
+
+    model, trainer, data = _train(name, epochs, fast, seed, device, wrap, share)
+    return _state(model), trainer.result(*data)
 
 
-def single_process_train(name: str, epochs: Optional[int] = None, fast: bool = True, seed: int = 0) -> Dict[str, torch.Tensor]:
+def single_process_train(name: str, epochs: Optional[int] = None, fast: bool = True,
+                         seed: int = 0) -> Dict[str, torch.Tensor]:
     """The same training as ddp_train in one process on the full batches."""
-    tutorial = TUTORIALS[name]
-    torch.manual_seed(seed)
-    model = tutorial.build()
-    if fast:
-        model = fastact.fuse(model)
-    trainer = Trainer(model, tutorial, "fastact" if fast else "torch")
-    x, y = tutorial.data()
-    for _ in range(epochs or tutorial.epochs):
-        for xb, yb in batches(x, y, tutorial.batch):
-            trainer.step(xb, yb)
-    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+    return _state(_train(name, epochs, fast, seed, "cpu")[0])
 
 
 def _main_distributed(args, names: List[str]) -> int:
