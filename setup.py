@@ -49,13 +49,19 @@ cxx_flags += [f"-march={march}", "-fopenmp", "-Wall", "-Wno-unused-function", "-
 # libgomp.so.1 resolves to the one torch has already loaded.
 link_flags = ["-fopenmp"]
 
-cpp_sources = sources("*.cpp") + sources("cpu/*.cpp") + sources("autograd/*.cpp")
+cpp_sources = sources("*.cpp") + sources("cpu/*.cpp") + sources("autograd/*.cpp") + sources("composite/*.cpp")
 Extension = CppExtension
 extra_compile_args = {"cxx": cxx_flags}
+define_macros = []
 if want_cuda():
+    # The kernels (cuda/*_kernel.cu) include no torch header; the glue
+    # (cuda/*.cpp) is plain C++ against torch's CUDA headers.
     Extension = CUDAExtension
     cpp_sources += sources("cuda/*.cpp") + sources("cuda/*.cu")
-    extra_compile_args["nvcc"] = ["-O0", "-g", "-G"] if debug else ["-O3", "--use_fast_math"]
+    define_macros.append(("FASTACT_WITH_CUDA", "1"))
+    # No --use_fast_math: torch's kernels use the accurate expf/logf, and the
+    # results are compared with torch's; these kernels are bound by memory.
+    extra_compile_args["nvcc"] = ["-O0", "-g", "-G"] if debug else ["-O3", "-lineinfo"]
 
 # Metadata lives in pyproject.toml; this file only describes the extension.
 setup(
@@ -65,6 +71,7 @@ setup(
             cpp_sources,
             include_dirs=[os.path.join(HERE, "csrc")],
             extra_compile_args=extra_compile_args,
+            define_macros=define_macros,
             extra_link_args=link_flags,
         )
     ],

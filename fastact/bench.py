@@ -7,6 +7,7 @@ GB/s from the bytes the op must move, next to a measured copy bandwidth.
 
     python -m fastact bench                     # default settings
     THP_MEM_ALLOC_ENABLE=1 python -m fastact bench   # torch on huge pages too
+    python -m fastact bench --device cuda --dtype bfloat16   # on a GPU (GPU sizes)
 
 It ends with the bytes autograd saves for a LeakyReLU MLP, torch and fastact
 (and, with --memory, the peak resident memory of cross entropy).
@@ -26,6 +27,9 @@ import fastact.functional as F
 
 SIZES = [(5, 10), (1000, 10), (256, 1024), (4096, 4096)]
 LOSS_SIZES = [(1000, 10), (4096, 4096), (4096, 32000)]
+# On a GPU: the tutorial size (launch-bound) and vocabulary-sized rows.
+GPU_SIZES = [(1000, 10), (8192, 32000)]
+GPU_LOSS_SIZES = [(1000, 10), (8192, 32000), (8192, 128256)]
 
 
 def _class_indices(shape):
@@ -48,6 +52,7 @@ class OpSpec:
     fwdbwd_bytes: int = 5
     sizes: Tuple[Tuple[int, int], ...] = tuple(SIZES)
     aux: Callable = lambda shape: None  # e.g. the targets of a loss
+    gpu_sizes: Tuple[Tuple[int, int], ...] = tuple(GPU_SIZES)
 
 
 OPS: Dict[str, OpSpec] = {
@@ -59,8 +64,10 @@ OPS: Dict[str, OpSpec] = {
     "selu": OpSpec(lambda x, _: TF.selu(x), lambda x, _: F.selu(x)),
     "softmax": OpSpec(lambda x, _: TF.softmax(x, -1), lambda x, _: F.softmax(x, -1)),
     "log_softmax": OpSpec(lambda x, _: TF.log_softmax(x, -1), lambda x, _: F.log_softmax(x, -1)),
-    "cross_entropy": OpSpec(TF.cross_entropy, F.cross_entropy, 1, 2, tuple(LOSS_SIZES), _class_indices),
-    "cross_entropy_probs": OpSpec(TF.cross_entropy, F.cross_entropy, 2, 3, tuple(LOSS_SIZES), _class_probabilities),
+    "cross_entropy": OpSpec(TF.cross_entropy, F.cross_entropy, 1, 2, tuple(LOSS_SIZES), _class_indices,
+                            tuple(GPU_LOSS_SIZES)),
+    "cross_entropy_probs": OpSpec(TF.cross_entropy, F.cross_entropy, 2, 3, tuple(LOSS_SIZES), _class_probabilities,
+                                  tuple(GPU_LOSS_SIZES)),
     # reads x and t; forward+backward also writes the gradient
     "bce_with_logits": OpSpec(TF.binary_cross_entropy_with_logits, F.binary_cross_entropy_with_logits, 2, 3,
                               ((1000, 10), (4096, 4096)), lambda shape: torch.rand(shape)),
@@ -83,18 +90,26 @@ class Result:
     numba_vs_cpp: Optional[float] = None  # numba time / C++ time
 
 
-def _per_call_seconds(fn: Callable[[], None], reps: int) -> float:
+def _per_call_seconds(fn: Callable[[], None], reps: int, sync: Callable[[], None] = lambda: None) -> float:
+    sync()
     start = time.perf_counter()
     for _ in range(reps):
         fn()
+    sync()  # a GPU's work is done when its queue is, not when the launches return
     return (time.perf_counter() - start) / reps
 
 
+def device_sync(device: str) -> Callable[[], None]:
+    return torch.cuda.synchronize if torch.device(device).type == "cuda" else (lambda: None)
+
+
 def compare(fns: Dict[str, Callable[[], None]], budget_s: float = 1.0, rounds: int = 15,
-            before: Optional[Dict[str, Callable[[], None]]] = None) -> Dict[str, float]:
+            before: Optional[Dict[str, Callable[[], None]]] = None,
+            sync: Callable[[], None] = lambda: None) -> Dict[str, float]:
     """Median seconds per call of each fn, measured in alternating rounds;
     before[name], if given, runs untimed ahead of each of name's rounds
-    (e.g. selecting the fastact backend it measures)."""
+    (e.g. selecting the fastact backend it measures); sync waits for the
+    device (torch.cuda.synchronize on a GPU)."""
     before = before or {}
     for name, fn in fns.items():  # warm up: allocator, caches, first-call paths
         before.get(name, lambda: None)()
@@ -103,13 +118,13 @@ def compare(fns: Dict[str, Callable[[], None]], budget_s: float = 1.0, rounds: i
     probe = 0.0
     for name, fn in fns.items():
         before.get(name, lambda: None)()
-        probe = max(probe, _per_call_seconds(fn, 1))
+        probe = max(probe, _per_call_seconds(fn, 1, sync))
     reps = max(1, int(budget_s / rounds / len(fns) / max(probe, 1e-7)))
     samples: Dict[str, List[float]] = {name: [] for name in fns}
     for _ in range(rounds):
         for name, fn in fns.items():
             before.get(name, lambda: None)()
-            samples[name].append(_per_call_seconds(fn, reps))
+            samples[name].append(_per_call_seconds(fn, reps, sync))
     return {name: statistics.median(s) for name, s in samples.items()}
 
 
@@ -130,12 +145,20 @@ def training_step(fn: Callable, x: torch.Tensor, g: Optional[torch.Tensor], back
     return fwd_bwd
 
 
-def copy_bandwidth_gbps(n_bytes: int = 64 << 20) -> float:
+def copy_bandwidth_gbps(n_bytes: int = 64 << 20, device: str = "cpu") -> float:
     """GB/s of dst.copy_(src) between existing buffers (bytes read + written)."""
-    src = torch.randn(n_bytes // 4)
+    src = torch.randn(n_bytes // 4, device=device)
     dst = torch.empty_like(src)
-    t = compare({"copy": lambda: dst.copy_(src)})["copy"]
+    t = compare({"copy": lambda: dst.copy_(src)}, sync=device_sync(device))["copy"]
     return 2 * n_bytes / t / 1e9
+
+
+def _on_device(t, device: str, dtype: torch.dtype):
+    """An aux tensor (targets, weights) moved to the case's device; floating
+    ones take its dtype."""
+    if t is None:
+        return None
+    return t.to(device, dtype) if t.is_floating_point() else t.to(device)
 
 
 def _on_backend(name: str) -> Callable[[], None]:
@@ -144,22 +167,27 @@ def _on_backend(name: str) -> Callable[[], None]:
     return lambda: fastact.set_backend(name)
 
 
+def default_sizes(spec: OpSpec, device: str) -> Tuple[Tuple[int, int], ...]:
+    return spec.gpu_sizes if torch.device(device).type == "cuda" else spec.sizes
+
+
 def run(ops: List[str], sizes: Optional[List[Tuple[int, int]]], modes: List[str], budget_s: float,
         with_compile: bool = False, progress: Callable[[str], None] = lambda s: None,
-        with_numba: bool = False) -> List[Result]:
+        with_numba: bool = False, device: str = "cpu", dtype: torch.dtype = torch.float32) -> List[Result]:
     import fastact
 
     start_backend = fastact.backend().name
+    sync = device_sync(device)
     results = []
     for name in ops:
         spec = OPS[name]
-        for shape in sizes or spec.sizes:
+        for shape in sizes or default_sizes(spec, device):
             for mode in modes:
                 backward = mode == "fwd+bwd"
                 torch.manual_seed(0)
-                x = torch.randn(shape, requires_grad=backward)
-                g = torch.randn(shape)
-                aux = spec.aux(shape)
+                x = torch.randn(shape, device=device, dtype=dtype, requires_grad=backward)
+                g = torch.randn(shape, device=device, dtype=dtype)
+                aux = _on_device(spec.aux(shape), device, dtype)
                 clone = lambda: x.detach().clone().requires_grad_(backward)
                 impls = {
                     "torch": training_step(spec.torch_fn, x, g, backward, aux),
@@ -173,7 +201,7 @@ def run(ops: List[str], sizes: Optional[List[Tuple[int, int]]], modes: List[str]
                 if with_numba:
                     impls["numba"] = training_step(spec.fastact_fn, clone(), g, backward, aux)
                     before["numba"] = _on_backend("numba")
-                times = compare(impls, budget_s, before=before)
+                times = compare(impls, budget_s, before=before, sync=sync)
                 fastact.set_backend(start_backend)
                 nbytes = x.numel() * x.element_size() * (spec.fwdbwd_bytes if backward else spec.fwd_bytes)
                 big = x.numel() * x.element_size() >= (1 << 20)
@@ -222,6 +250,31 @@ def peak_memory_report(n: int = 4096, c: int = 32000) -> str:
     return (f"peak extra resident memory, cross entropy fwd+bwd {n}x{c} float32: "
             f"torch {peaks['torch'] / nc:.2f} x N*C*4 ({peaks['torch'] / 2**20:.0f} MiB), "
             f"fastact {peaks['fastact'] / nc:.2f} x N*C*4 ({peaks['fastact'] / 2**20:.0f} MiB), "
+            f"ratio {peaks['fastact'] / peaks['torch']:.2f}")
+
+
+def cuda_peak_memory_report(n: int = 8192, c: int = 32000, dtype: torch.dtype = torch.float32) -> str:
+    """Peak GPU memory (torch.cuda.max_memory_allocated) of one cross entropy
+    forward+backward, input and targets included, torch against fastact."""
+    import fastact
+
+    peaks = {}
+    for impl, fn in (("torch", TF.cross_entropy), ("fastact", fastact.functional.cross_entropy)):
+        x = torch.randn(n, c, device="cuda", dtype=dtype, requires_grad=True)
+        y = torch.randint(0, c, (n,), device="cuda")
+        fn(x[:8], y[:8]).backward()  # warm up
+        x.grad = None
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+        fn(x, y).backward()
+        torch.cuda.synchronize()
+        peaks[impl] = torch.cuda.max_memory_allocated() - base + x.numel() * x.element_size() + y.numel() * 8
+        del x, y
+    nc = n * c * torch.empty((), dtype=dtype).element_size()
+    return (f"peak GPU memory, cross entropy fwd+bwd {n}x{c} {dtype}, input included: "
+            f"torch {peaks['torch'] / nc:.2f} x N*C ({peaks['torch'] / 2**20:.0f} MiB), "
+            f"fastact {peaks['fastact'] / nc:.2f} x N*C ({peaks['fastact'] / 2**20:.0f} MiB), "
             f"ratio {peaks['fastact'] / peaks['torch']:.2f}")
 
 
@@ -279,7 +332,7 @@ def format_table(results: List[Result], copy_gbps: float) -> str:
         if with_numba:
             line += f" {r.numba_ms:10.4f} {r.numba_vs_cpp:9.2f} {r.torch_ms / r.numba_ms:11.2f}"
         lines.append(line)
-    lines.append(f"copy bandwidth (64 MiB copy_, read+write): {copy_gbps:.1f} GB/s")
+    lines.append(f"copy bandwidth (copy_, read+write): {copy_gbps:.1f} GB/s")
     return "\n".join(lines)
 
 
@@ -288,22 +341,29 @@ def main(args) -> int:
     sizes = [tuple(int(v) for v in s.split("x")) for s in args.sizes] if args.sizes else None
     modes = ["fwd", "fwd+bwd"] if args.mode == "both" else [args.mode]
     ops = args.ops or list(OPS)
-    settings = (f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
-                f"THP_MEM_ALLOC_ENABLE={os.environ.get('THP_MEM_ALLOC_ENABLE', 'unset')}, float32")
+    dtype = getattr(torch, args.dtype)
+    cuda = torch.device(args.device).type == "cuda"
+    if cuda and args.numba:
+        raise SystemExit("--numba times the CPU backend; it does not apply to --device cuda")
+    where = (f"{torch.cuda.get_device_name(args.device)}" if cuda
+             else f"{torch.get_num_threads()} threads, THP_MEM_ALLOC_ENABLE={os.environ.get('THP_MEM_ALLOC_ENABLE', 'unset')}")
+    settings = f"torch {torch.__version__}, {args.device}: {where}, {args.dtype}"
     print(settings, flush=True)
-    copy_gbps = copy_bandwidth_gbps()
+    copy_gbps = copy_bandwidth_gbps(1 << 30 if cuda else 64 << 20, args.device)
     from tqdm.auto import tqdm
 
-    total = sum(len(sizes or OPS[name].sizes) * len(modes) for name in ops)
+    total = sum(len(sizes or default_sizes(OPS[name], args.device)) * len(modes) for name in ops)
     with tqdm(total=total, unit="case", leave=False, disable=None, file=sys.stderr) as bar:
         def progress(case):
             bar.set_description(case)
             bar.update()
-        results = run(ops, sizes, modes, args.budget, args.compile, progress=progress, with_numba=args.numba)
+        results = run(ops, sizes, modes, args.budget, args.compile, progress=progress, with_numba=args.numba,
+                      device=args.device, dtype=dtype)
     print(format_table(results, copy_gbps))
-    print(saved_bytes_report())
+    if not cuda:
+        print(saved_bytes_report())
     if args.memory:
-        print(peak_memory_report())
+        print(cuda_peak_memory_report(dtype=dtype) if cuda else peak_memory_report())
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"settings": settings, "copy_gbps": copy_gbps,
@@ -337,13 +397,16 @@ def plot(results: List[Result], path: str) -> None:
 
 def add_arguments(parser) -> None:
     parser.add_argument("--ops", nargs="*", choices=list(OPS), help="ops to run (default: all)")
-    parser.add_argument("--sizes", nargs="*", help="RxC sizes (default: 5x10 1000x10 256x1024 4096x4096; "
-                        "losses: 1000x10 4096x4096 4096x32000)")
+    parser.add_argument("--sizes", nargs="*", help="RxC sizes (default on CPU: 5x10 1000x10 256x1024 4096x4096; "
+                        "losses: 1000x10 4096x4096 4096x32000; on CUDA: 1000x10 8192x32000, losses also 8192x128256)")
     parser.add_argument("--compile", action="store_true", help="also time torch.compile of the torch function")
     parser.add_argument("--memory", action="store_true",
-                        help="also measure peak resident memory of cross entropy fwd+bwd at 4096x32000")
+                        help="also measure the peak memory of cross entropy fwd+bwd (CPU: resident memory at "
+                             "4096x32000; CUDA: max_memory_allocated at 8192x32000)")
     parser.add_argument("--mode", choices=["fwd", "fwd+bwd", "both"], default="both")
     parser.add_argument("--budget", type=float, default=1.0, help="seconds per case (default 1)")
     parser.add_argument("--numba", action="store_true", help="also time fastact on its Numba backend")
+    parser.add_argument("--device", default="cpu", help="cpu (default) or cuda: where the tensors live")
+    parser.add_argument("--dtype", default="float32", choices=["float32", "float64", "float16", "bfloat16"])
     parser.add_argument("--json", help="also write the results here")
     parser.add_argument("--plot", help="write speedup against size to this image")

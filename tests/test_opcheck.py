@@ -122,3 +122,14 @@ def test_every_op_is_covered():
     registered = {n for n in dir(namespace)
                   if not n.startswith("_") and isinstance(getattr(namespace, n), torch._ops.OpOverloadPacket)}
     assert registered <= names, f"ops without an opcheck case: {registered - names}"
+
+
+@pytest.mark.cpp_only
+@pytest.mark.parametrize("scale", [1.0, 2.5])
+def test_opcheck_scale_grad(scale):
+    # the fused losses' backward (C++ backend only: the Numba backend scales in Python)
+    grad = torch.randn(4, 9)
+    torch.library.opcheck(torch.ops.fastact._scale_grad_.default, (grad, torch.tensor(scale)))
+    expected = grad.clone() * scale
+    torch.ops.fastact._scale_grad_(grad, torch.tensor(scale))
+    assert torch.equal(grad, expected)

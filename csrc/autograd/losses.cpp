@@ -3,7 +3,8 @@
 // gradient of 1 (scaled for the reduction); one node keeps that tensor, and
 // nothing else, for backward:
 //  - incoming gradient exactly 1 (a scalar loss, read on the CPU without any
-//    device sync): the tensor is the answer, no pass at all;
+//    device sync): the tensor is the answer, no pass at all; on CUDA the
+//    same test is made by the scaling kernel itself, on the device;
 //  - otherwise one scaling pass, in place when the graph is not retained
 //    (no second R x C buffer), out of place when it is, or when the call is
 //    being traced by torch.compile (the compiler fuses the scale anyway).
@@ -62,7 +63,14 @@ struct FusedLossNode final : torch::autograd::Node {
     if (traced || torch::autograd::get_current_graph_task_keep_graph()) {
       out[0] = grad_input * scale;
     } else {
-      grad_input.mul_(scale);
+      // A reduced loss's gradient: _scale_grad_, which on CUDA decides on the
+      // device to skip the pass when g is 1 (no .item(), no sync).
+      if (reduction != kReductionNone && g.numel() == 1 && g.scalar_type() == grad_input.scalar_type() &&
+          g.device() == grad_input.device()) {
+        ops::scale_grad_(grad_input, g);
+      } else {
+        grad_input.mul_(scale);
+      }
       out[0] = std::move(grad_input);
     }
     return out;

@@ -110,6 +110,10 @@ inline std::tuple<at::Tensor, at::Tensor> cross_entropy(const at::Tensor& input,
       bool)>("fastact::cross_entropy");
   return op.call(input, target, weight, reduction, ignore_index, label_smoothing, compute_grad);
 }
+inline void scale_grad_(at::Tensor& grad, const at::Tensor& scale) {
+  static const auto op = lookup<void(at::Tensor&, const at::Tensor&)>("fastact::_scale_grad_");
+  op.call(grad, scale);
+}
 inline std::tuple<at::Tensor, at::Tensor> binary_cross_entropy_with_logits(
     const at::Tensor& input, const at::Tensor& target, const std::optional<at::Tensor>& weight,
     const std::optional<at::Tensor>& pos_weight, int64_t reduction, bool compute_grad) {

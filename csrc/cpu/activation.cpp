@@ -1,24 +1,16 @@
 // CPU kernels for the pointwise activations: relu, leaky_relu, sigmoid, tanh,
 // gelu, selu; forward, in place (where torch has it) and backward.
+#include "checks.h"
 #include "cpu/elementwise.h"
 #include "cpu/output_allocator.h"
 
 #include <ATen/Dispatch.h>
-#include <c10/core/DefaultDtype.h>
 #include <torch/library.h>
 
 #include <cmath>
 
 namespace fastact::cpu {
 namespace {
-
-void check_grad_pair(const char* op, const at::Tensor& grad, const at::Tensor& saved) {
-  TORCH_CHECK(grad.sizes() == saved.sizes(), op, ": grad_output of shape ", grad.sizes(),
-              " does not match the saved tensor of shape ", saved.sizes());
-  TORCH_CHECK(grad.scalar_type() == saved.scalar_type(), op, ": grad_output has dtype ",
-              grad.scalar_type(), " but the saved tensor has dtype ", saved.scalar_type());
-  TORCH_CHECK(grad.device() == saved.device(), op, ": tensors on different devices");
-}
 
 // out = max(x, 0); NaN stays NaN, as in torch (clamp_min propagates it).
 template <typename T>
@@ -34,12 +26,8 @@ void leaky_relu_into(const at::Tensor& x, const at::Tensor& out, double negative
   map_elementwise<T, 1>({x}, out, [=](Vec v) { return Vec::blendv(v * slope, v, v > zero); });
 }
 
-void check_not_bool(const at::Tensor& self) {
-  TORCH_CHECK(self.scalar_type() != at::kBool, "Boolean inputs not supported for relu");
-}
-
 at::Tensor relu(const at::Tensor& self) {
-  check_not_bool(self);
+  check_relu_input(self);
   at::Tensor out = empty_output_like(self);
   AT_DISPATCH_ALL_TYPES_AND2(at::kHalf, at::kBFloat16, self.scalar_type(), "relu",
                              [&] { relu_into<scalar_t>(self, out); });
@@ -47,7 +35,7 @@ at::Tensor relu(const at::Tensor& self) {
 }
 
 void relu_(at::Tensor& self) {
-  check_not_bool(self);
+  check_relu_input(self);
   AT_DISPATCH_ALL_TYPES_AND2(at::kHalf, at::kBFloat16, self.scalar_type(), "relu_",
                              [&] { relu_into<scalar_t>(self, self); });
 }
@@ -95,14 +83,6 @@ at::Tensor leaky_relu_backward(const at::Tensor& grad_output, const at::Tensor& 
   return grad_input;
 }
 
-// torch.sigmoid and torch.tanh compute integer and bool inputs in the default
-// float dtype.
-at::Tensor promote_to_float(const at::Tensor& x) {
-  return at::isIntegralType(x.scalar_type(), /*includeBool=*/true)
-             ? x.to(c10::typeMetaToScalarType(c10::get_default_dtype()))
-             : x;
-}
-
 at::Tensor sigmoid(const at::Tensor& self) {
   const at::Tensor x = promote_to_float(self);
   at::Tensor out = empty_output_like(x);
@@ -145,11 +125,6 @@ at::Tensor tanh_backward(const at::Tensor& grad_output, const at::Tensor& result
                                  [](Vec g, Vec y) { return g * (Vec(1) - y * y); });
   });
   return grad_input;
-}
-
-bool gelu_uses_tanh(c10::string_view approximate) {
-  TORCH_CHECK(approximate == "none" || approximate == "tanh", "approximate argument must be either none or tanh.");
-  return approximate == "tanh";
 }
 
 // The tanh form's constants: sqrt(2 / pi) and 0.044715.

@@ -6,6 +6,7 @@
 // as torch defines it; log1p(exp(-|x|)) + max(-x, 0) is softplus(-x) without
 // overflow. The gradient (scaled by 1 / numel for 'mean') is written in the
 // same pass, only when asked. Inputs arrive expanded to the input's shape.
+#include "checks.h"
 #include "cpu/output_allocator.h"
 #include "cpu/vec_io.h"
 
@@ -18,8 +19,6 @@
 
 namespace fastact::cpu {
 namespace {
-
-enum Reduction : int64_t { kNone = 0, kMean = 1, kSum = 2 };
 
 template <typename T>
 double bce_with_logits_span(const T* x, const T* t, const T* w, const T* pw, int64_t begin, int64_t end,
@@ -58,21 +57,9 @@ double bce_with_logits_span(const T* x, const T* t, const T* w, const T* pw, int
 std::tuple<at::Tensor, at::Tensor> binary_cross_entropy_with_logits(
     const at::Tensor& input, const at::Tensor& target, const std::optional<at::Tensor>& weight_opt,
     const std::optional<at::Tensor>& pos_weight_opt, int64_t reduction, bool compute_grad) {
-  TORCH_CHECK(reduction >= kNone && reduction <= kSum, "fastact::binary_cross_entropy_with_logits: bad reduction ",
-              reduction);
-  TORCH_CHECK(target.sizes() == input.sizes(), "Target size (", target.sizes(), ") must be the same as input size (",
-              input.sizes(), ")");
-  TORCH_CHECK(target.scalar_type() == input.scalar_type(), "fastact::binary_cross_entropy_with_logits: target dtype ",
-              target.scalar_type(), " differs from input dtype ", input.scalar_type());
-  auto prepared = [&](const std::optional<at::Tensor>& opt, const char* what) {
-    if (!opt.has_value() || !opt->defined()) return at::Tensor();
-    TORCH_CHECK(opt->sizes() == input.sizes(), "fastact::binary_cross_entropy_with_logits: ", what,
-                " must be expanded to the input's shape");
-    TORCH_CHECK(opt->scalar_type() == input.scalar_type(), "expected scalar type ", input.scalar_type(),
-                " but found ", opt->scalar_type());
-    return opt->contiguous();
-  };
-  const at::Tensor w = prepared(weight_opt, "weight"), pw = prepared(pos_weight_opt, "pos_weight");
+  check_binary_cross_entropy(input, target, reduction);
+  const at::Tensor w = binary_cross_entropy_extra(input, weight_opt, "weight"),
+                   pw = binary_cross_entropy_extra(input, pos_weight_opt, "pos_weight");
   const at::Tensor x = input.contiguous(), t = target.contiguous();
   const int64_t n = x.numel();
   at::Tensor grad = compute_grad ? empty_output(input.sizes(), input.options()) : at::empty({0}, input.options());

@@ -15,6 +15,7 @@
 // only when asked (compute_grad), i.e. when the input needs a gradient.
 // Terms are formed as (m - x) + log s rather than lse - x so that logits of
 // +-1e4 lose nothing to cancellation in float32.
+#include "checks.h"
 #include "cpu/output_allocator.h"
 #include "cpu/rows.h"
 
@@ -29,8 +30,6 @@
 
 namespace fastact::cpu {
 namespace {
-
-enum Reduction : int64_t { kNone = 0, kMean = 1, kSum = 2 };
 
 // Checks every class index before anything is written, and returns the sum
 // of w_y over targets not ignored: mean's denominator.
@@ -237,33 +236,9 @@ std::tuple<at::Tensor, at::Tensor> cross_entropy(const at::Tensor& input, const 
                                                  const std::optional<at::Tensor>& weight_opt,
                                                  int64_t reduction, int64_t ignore_index,
                                                  double label_smoothing, bool compute_grad) {
-  TORCH_CHECK(input.dim() == 2, "fastact::cross_entropy: expected input of shape [rows, classes], got ",
-              input.sizes());
-  TORCH_CHECK(reduction >= kNone && reduction <= kSum, "fastact::cross_entropy: bad reduction ", reduction);
-  TORCH_CHECK(label_smoothing >= 0 && label_smoothing <= 1,
-              "label_smoothing must be between 0.0 and 1.0. Got: ", label_smoothing);
+  const at::Tensor weight = check_cross_entropy(input, target, weight_opt, reduction, label_smoothing);
   const int64_t R = input.size(0), C = input.size(1);
   const bool probs = target.is_floating_point();
-  if (probs) {
-    TORCH_CHECK(target.sizes() == input.sizes(), "fastact::cross_entropy: probability target of shape ",
-                target.sizes(), " does not match input ", input.sizes());
-    TORCH_CHECK(target.scalar_type() == input.scalar_type(), "fastact::cross_entropy: target dtype ",
-                target.scalar_type(), " differs from input dtype ", input.scalar_type());
-  } else {
-    TORCH_CHECK(target.scalar_type() == at::kLong, "fastact::cross_entropy: expected int64 class indices, got ",
-                target.scalar_type());
-    TORCH_CHECK(target.dim() == 1 && target.size(0) == R, "fastact::cross_entropy: expected ", R,
-                " targets, got shape ", target.sizes());
-  }
-  at::Tensor weight;
-  if (weight_opt.has_value() && weight_opt->defined()) {
-    weight = weight_opt->contiguous();
-    TORCH_CHECK(weight.dim() == 1 && weight.numel() == C,
-                "weight tensor should be defined either for all ", C,
-                " classes or no classes but got weight tensor of shape: ", weight.sizes());
-    TORCH_CHECK(weight.scalar_type() == input.scalar_type(), "expected scalar type ",
-                input.scalar_type(), " but found ", weight.scalar_type());
-  }
   const at::Tensor x = input.contiguous();
   const at::Tensor t = target.contiguous();
   at::Tensor grad = compute_grad ? empty_output({R, C}, input.options()) : at::empty({0}, input.options());

@@ -4,11 +4,11 @@
 // each op's math is written once, in the *_row functions below, against
 // either row policy. Arithmetic is in acc_t (fp32 for half/bfloat16); softmax keeps exp(x - max)
 // in an fp32 scratch row so reduced precision is rounded once, at the end.
+#include "checks.h"
 #include "cpu/output_allocator.h"
 #include "cpu/rows.h"
 
 #include <ATen/Dispatch.h>
-#include <ATen/WrapDimUtils.h>
 #include <torch/library.h>
 
 #include <limits>
@@ -69,11 +69,7 @@ void log_softmax_backward_row(const Row& row, const T* g, const T* y, T* dx) {
 template <bool kLog>
 at::Tensor softmax_forward(const at::Tensor& self, int64_t dim) {
   const char* name = kLog ? "log_softmax" : "softmax";
-  dim = at::maybe_wrap_dim(dim, self.dim());
-  // NotImplementedError, as torch raises for integer inputs.
-  TORCH_CHECK_NOT_IMPLEMENTED(at::isFloatingType(self.scalar_type()), name,
-                              ": expected a floating point input, got ", self.scalar_type(),
-                              " (pass dtype= to compute in a floating type)");
+  dim = check_softmax_input(name, self, dim);
   at::Tensor x = self.contiguous();
   at::Tensor y = empty_output(self.sizes(), self.options());
   if (y.numel() == 0) return y;
@@ -97,11 +93,7 @@ at::Tensor softmax_forward(const at::Tensor& self, int64_t dim) {
 template <bool kLog>
 at::Tensor softmax_backward(const at::Tensor& grad_output, const at::Tensor& output, int64_t dim) {
   const char* name = kLog ? "log_softmax_backward" : "softmax_backward";
-  TORCH_CHECK(grad_output.sizes() == output.sizes(), name, ": grad_output of shape ",
-              grad_output.sizes(), " does not match output of shape ", output.sizes());
-  TORCH_CHECK(grad_output.scalar_type() == output.scalar_type(), name, ": grad_output has dtype ",
-              grad_output.scalar_type(), " but output has dtype ", output.scalar_type());
-  dim = at::maybe_wrap_dim(dim, output.dim());
+  dim = check_softmax_backward(name, grad_output, output, dim);
   at::Tensor g = grad_output.contiguous(), y = output.contiguous();
   at::Tensor dx = empty_output(output.sizes(), output.options());
   if (dx.numel() == 0) return dx;

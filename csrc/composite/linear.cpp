@@ -1,4 +1,5 @@
-// linear_act on CPU: torch's own Linear arithmetic (addmm, or mm without a
+// linear_act on every device (CPU and CUDA; nothing in it is device-specific):
+// torch's own Linear arithmetic (addmm, or mm without a
 // bias, on the input flattened to 2-D, as torch.nn.functional.linear does for
 // 2-D and contiguous 3-D inputs) and then the activation applied in place
 // on the matmul's output, so Linear + activation leaves one tensor behind,
@@ -10,7 +11,7 @@
 #include "autograd/op_handles.h"
 #include "linear_activation.h"
 
-namespace fastact::cpu {
+namespace fastact::composite {
 namespace {
 
 namespace ops = fastact::autograd::ops;
@@ -39,6 +40,11 @@ at::Tensor linear_act(const at::Tensor& input, const at::Tensor& weight, const s
 
 }  // namespace
 
+// Registered per backend rather than as CompositeExplicitAutograd, which
+// would also claim the Meta key that fastact/_fake.py's fake kernel holds.
 TORCH_LIBRARY_IMPL(fastact, CPU, m) { m.impl("linear_act", &linear_act); }
+#if defined(FASTACT_WITH_CUDA)
+TORCH_LIBRARY_IMPL(fastact, CUDA, m) { m.impl("linear_act", &linear_act); }
+#endif
 
-}  // namespace fastact::cpu
+}  // namespace fastact::composite
