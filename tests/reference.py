@@ -125,3 +125,15 @@ def check_compiled_matches(fn, ref, shape=(7, 11), backend="aot_eager"):
     out.sum().backward()
     expect.sum().backward()
     torch.testing.assert_close(x.grad, xr.grad)
+
+
+# The forms of cross entropy the CUDA tests (real and emulated) go through.
+CE_CASES = {
+    "index": dict(),
+    "weight": dict(weight=True),
+    "ignore": dict(ignore_index=1),
+    "smoothing": dict(label_smoothing=0.2),
+    "weight-smoothing-ignore": dict(weight=True, label_smoothing=0.1, ignore_index=2),
+    "probs": dict(probs=True),
+    "probs-weight-smoothing": dict(probs=True, weight=True, label_smoothing=0.3),
+}

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 
 import fastact
 import fastact.functional as FF
+from reference import CE_CASES
 from test_opcheck import CASES
 
 pytestmark = [
@@ -130,15 +131,6 @@ def test_softmax_special_rows():
             torch.testing.assert_close(ours(x, 1), theirs(x, 1), equal_nan=True)
 
 
-CE_CASES = {
-    "index": dict(),
-    "weight": dict(weight=True),
-    "ignore": dict(ignore_index=1),
-    "smoothing": dict(label_smoothing=0.2),
-    "weight-smoothing-ignore": dict(weight=True, label_smoothing=0.1, ignore_index=2),
-    "probs": dict(probs=True),
-    "probs-weight-smoothing": dict(probs=True, weight=True, label_smoothing=0.3),
-}
 
 
 def ce_inputs(rows, classes, dtype, case, extra_dims=()):

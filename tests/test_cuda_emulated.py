@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 import cuda_emulation
+from reference import CE_CASES
 
 pytestmark = pytest.mark.cpp_only  # independent of the fastact backend: run it once
 
@@ -171,15 +172,6 @@ def test_softmax_special_rows(ops):
         assert_close(ops.log_softmax(x, 1), F.log_softmax(x, 1))
 
 
-CE_CASES = {
-    "index": dict(),
-    "weight": dict(weight=True),
-    "ignore": dict(ignore_index=1),
-    "smoothing": dict(label_smoothing=0.2),
-    "weight-smoothing-ignore": dict(weight=True, label_smoothing=0.1, ignore_index=2),
-    "probs": dict(probs=True),
-    "probs-weight-smoothing": dict(probs=True, weight=True, label_smoothing=0.3),
-}
 REDUCTIONS = {"none": 0, "mean": 1, "sum": 2}
 
 
