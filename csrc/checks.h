@@ -47,6 +47,19 @@ inline int64_t check_softmax_input(const char* name, const at::Tensor& self, int
   return dim;
 }
 
+// The sizes before, along and after dim (0-d: one of each): the
+// [outer, classes, inner] view of a contiguous tensor that every backend's
+// softmax kernels walk.
+struct SizesAround {
+  int64_t outer, classes, inner;
+};
+inline SizesAround sizes_around(const at::Tensor& t, int64_t dim) {
+  SizesAround s{1, t.dim() == 0 ? 1 : t.size(dim), 1};
+  for (int64_t d = 0; d < dim; ++d) s.outer *= t.size(d);
+  for (int64_t d = dim + 1; d < t.dim(); ++d) s.inner *= t.size(d);
+  return s;
+}
+
 inline int64_t check_softmax_backward(const char* name, const at::Tensor& grad_output, const at::Tensor& output,
                                       int64_t dim) {
   TORCH_CHECK(grad_output.sizes() == output.sizes(), name, ": grad_output of shape ", grad_output.sizes(),

@@ -7,6 +7,7 @@
 //    reductions are lane-wise and every load is contiguous.
 // A kernel's math is written once against either policy (see softmax.cpp).
 #pragma once
+#include "checks.h"
 #include "cpu/vec_io.h"
 
 #include <ATen/core/Tensor.h>
@@ -96,10 +97,8 @@ struct RowShape {
 };
 
 inline RowShape row_shape(const at::Tensor& t, int64_t dim) {
-  RowShape s{1, t.dim() == 0 ? 1 : t.size(dim), 1};
-  for (int64_t d = 0; d < dim; ++d) s.outer *= t.size(d);
-  for (int64_t d = dim + 1; d < t.dim(); ++d) s.inner *= t.size(d);
-  return s;
+  const SizesAround s = sizes_around(t, dim);
+  return {s.outer, s.classes, s.inner};
 }
 
 // Runs row_fn(row_policy, offset_of_row_start, scratch) over every row of a

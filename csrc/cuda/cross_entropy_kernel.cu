@@ -114,10 +114,13 @@ __device__ acc_t<T> cross_entropy_row(const Problem<T>& P, const Group& group, i
   const A a = ((A(1) - e) * w_y + e_per_class * weight_total) * scale;
   const A b_y = (A(1) - e) * w_y * scale, b_w = e_per_class * scale, s_scaled = S * scale;
   A terms = 0;  // index: sum w_c (-log p_c); probabilities: sum w_c t'_c (-log p_c)
+  // Per-class weights enter only the probability and smoothing terms; plain
+  // index targets need w_y alone, so the weight row is not re-read per row.
+  const bool per_class_weights = probs || e > A(0);
   for_my_packs(packs, group.rank(), group.size(), true, [&](int64_t p) {
     A xv[V], wv[V], tv[V], gv[V];
     x.load(p, xv);
-    load_weight(p, wv);
+    if (per_class_weights) load_weight(p, wv);
     if (probs) t.load(p, tv);
     for (int k = 0; k < V; ++k) {
       const A neg_log_p = (ms.m - xv[k]) + log_s;

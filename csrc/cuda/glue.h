@@ -3,6 +3,7 @@
 // errors as Python exceptions. Everything a kernel needs arrives through
 // launchers.h as raw pointers, so only these .cpp files see torch.
 #pragma once
+#include "checks.h"
 #include "cuda/launchers.h"
 
 #include <ATen/core/Tensor.h>
@@ -68,12 +69,10 @@ inline void check_launch(cudaError_t err, const char* op) {
   TORCH_CHECK(err == cudaSuccess, "fastact::", op, ": CUDA kernel launch failed: ", cudaGetErrorString(err));
 }
 
-// The [outer, classes, inner] view of a contiguous tensor around dim.
+// The kernels' [outer, classes, inner] view of a contiguous tensor around dim.
 inline SoftmaxShape shape_around(const at::Tensor& t, int64_t dim) {
-  SoftmaxShape s{1, t.dim() == 0 ? 1 : t.size(dim), 1};
-  for (int64_t d = 0; d < dim; ++d) s.outer *= t.size(d);
-  for (int64_t d = dim + 1; d < t.dim(); ++d) s.inner *= t.size(d);
-  return s;
+  const SizesAround s = sizes_around(t, dim);
+  return {s.outer, s.classes, s.inner};
 }
 
 }  // namespace fastact::cuda
