@@ -49,7 +49,8 @@ cxx_flags += [f"-march={march}", "-fopenmp", "-Wall", "-Wno-unused-function", "-
 # libgomp.so.1 resolves to the one torch has already loaded.
 link_flags = ["-fopenmp"]
 
-cpp_sources = sources("*.cpp") + sources("cpu/*.cpp") + sources("autograd/*.cpp") + sources("composite/*.cpp")
+cpp_sources = (sources("*.cpp") + sources("cpu/*.cpp") + sources("autograd/*.cpp") + sources("autocast/*.cpp")
+               + sources("composite/*.cpp"))
 Extension = CppExtension
 extra_compile_args = {"cxx": cxx_flags}
 define_macros = []

@@ -8,6 +8,7 @@
 #include <c10/core/DefaultDtype.h>
 #include <c10/util/Exception.h>
 
+#include <limits>
 #include <optional>
 
 namespace fastact {
@@ -69,6 +70,16 @@ inline int64_t check_softmax_backward(const char* name, const at::Tensor& grad_o
   return at::maybe_wrap_dim(dim, output.dim());
 }
 
+// The factor 'mean' puts on cross entropy's gradient: 1 / denominator
+// whatever its sign, inf at 0 (torch's nll_loss backward); at 0 with label
+// smoothing, torch's two terms meet with infinities of both signs in one
+// log_softmax backward and every counted row's gradient is NaN.
+inline double mean_grad_scale(bool mean, double denominator, bool smoothed_index_targets) {
+  if (!mean) return 1.0;
+  if (denominator == 0 && smoothed_index_targets) return std::numeric_limits<double>::quiet_NaN();
+  return 1.0 / denominator;
+}
+
 // Checks cross_entropy's arguments and returns the contiguous weight (or an
 // undefined tensor).
 inline at::Tensor check_cross_entropy(const at::Tensor& input, const at::Tensor& target,
@@ -77,8 +88,8 @@ inline at::Tensor check_cross_entropy(const at::Tensor& input, const at::Tensor&
   TORCH_CHECK(input.dim() == 2, "fastact::cross_entropy: expected input of shape [rows, classes], got ",
               input.sizes());
   TORCH_CHECK(reduction >= kNone && reduction <= kSum, "fastact::cross_entropy: bad reduction ", reduction);
-  TORCH_CHECK(label_smoothing >= 0 && label_smoothing <= 1, "label_smoothing must be between 0.0 and 1.0. Got: ",
-              label_smoothing);
+  // torch refuses only smoothing above 1; below 0 (and NaN) it means none
+  TORCH_CHECK(!(label_smoothing > 1), "label_smoothing must be between 0.0 and 1.0. Got: ", label_smoothing);
   const int64_t R = input.size(0), C = input.size(1);
   if (target.is_floating_point()) {
     TORCH_CHECK(target.sizes() == input.sizes(), "fastact::cross_entropy: probability target of shape ",

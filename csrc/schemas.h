@@ -39,10 +39,12 @@ inline void define_op_schemas(torch::Library& m) {
   m.def("gelu_backward(Tensor grad_output, Tensor self, str approximate='none') -> Tensor");
 
   // selu(x) = scale (x > 0 ? x : alpha (exp(x) - 1)), torch's constants;
-  // backward from the output: y > 0 ? scale : y + alpha scale.
+  // backward as torch's elu_backward: from the input (s <= 0 ? alpha scale
+  // exp(s) : scale) or, is_result, from the output (s <= 0 ? s + alpha scale
+  // : scale); NaN in, NaN out.
   m.def("selu(Tensor self) -> Tensor");
   m.def("selu_(Tensor(a!) self) -> ()");
-  m.def("selu_backward(Tensor grad_output, Tensor result) -> Tensor");
+  m.def("selu_backward(Tensor grad_output, Tensor self_or_result, bool is_result) -> Tensor");
 
   // softmax(x)_i = exp(x_i - max x) / sum_j exp(x_j - max x) along `dim`.
   m.def("softmax(Tensor self, int dim) -> Tensor");

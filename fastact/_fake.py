@@ -81,8 +81,10 @@ def register(lib="fastact::"):
 
     for name in ("sigmoid", "tanh"):
         torch.library.register_fake(lib + name, promoted_like)
-    for name in ("sigmoid_backward", "tanh_backward", "selu_backward"):
+    for name in ("sigmoid_backward", "tanh_backward"):
         torch.library.register_fake(lib + name, lambda grad, result: torch.empty_like(result))
+    torch.library.register_fake(lib + "selu_backward",
+                                lambda grad, self_or_result, is_result: torch.empty_like(self_or_result))
 
     @torch.library.register_fake(lib + "gelu")
     def _(x, approximate="none"):

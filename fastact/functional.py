@@ -158,12 +158,14 @@ def _type_name(dtype: torch.dtype) -> str:
 
 
 def _check_index_target(input: Tensor, target: Tensor) -> None:
-    # torch's checks and messages (nll_loss_nd)
+    # torch's checks and messages (nll_loss_nd, nll_loss)
     if target.dtype not in (torch.int64, torch.uint8):
         raise RuntimeError(f"expected target dtype to be Long or Byte, but got {_type_name(target.dtype)}")
     if input.dim() == 1:
-        if target.dim() != 0:
-            raise RuntimeError(f"0D or 1D target tensor expected, multi-target not supported")
+        if target.dim() > 1:
+            raise RuntimeError("0D or 1D target tensor expected, multi-target not supported")
+        if target.dim() == 1 and target.size(0) != 1:
+            raise ValueError(f"For 1D input, 1D target must have size 1, but got target size: {target.size(0)}")
         return
     if target.dim() == 0 or input.size(0) != target.size(0):
         raise ValueError(f"Expected input batch_size ({input.size(0)}) to match target batch_size "
@@ -208,7 +210,9 @@ def cross_entropy(input: Tensor, target: Tensor, weight: Optional[Tensor] = None
     reduction_enum = _reduction.get_enum(reduction)  # ValueError for an unknown name, as torch
     if input.dim() == 0:
         raise RuntimeError("cross_entropy: expected input of at least 1 dimension, got a 0-dim tensor")
-    if not 0.0 <= label_smoothing <= 1.0:
+    if not input.is_floating_point():  # the kernels' message (torch's names its log_softmax kernel)
+        raise NotImplementedError(f"\"cross_entropy\" not implemented for '{_type_name(input.dtype)}'")
+    if label_smoothing > 1.0:  # torch refuses only this; below 0 (and NaN) smoothing is off
         raise RuntimeError(f"label_smoothing must be between 0.0 and 1.0. Got: {label_smoothing}")
     probabilities = input.shape == target.shape
     if probabilities:
@@ -217,16 +221,24 @@ def cross_entropy(input: Tensor, target: Tensor, weight: Optional[Tensor] = None
                                f"{_type_name(target.dtype)}")
         if ignore_index >= 0:
             raise RuntimeError("ignore_index is not supported for floating point target")
-        target = target.to(input.dtype)
+        # torch computes -(log_softmax(input) * target * weight): the three dtypes promote
+        dtype = torch.promote_types(input.dtype, target.dtype)
+        if weight is not None:
+            dtype = torch.promote_types(dtype, weight.dtype)
+        input = input.to(dtype)  # the cast is differentiable: the gradient keeps input's dtype
+        weight = weight.to(dtype) if weight is not None else None
+        target = target.to(dtype)
     else:
         _check_index_target(input, target)
         target = target.long()
 
     class_dim = 1 if input.dim() >= 2 else 0
     n_classes = input.size(class_dim)
-    # to [rows, classes]: the class dim last (a copy only for (N, C, d...) inputs)
-    rows = input.movedim(class_dim, -1).reshape(-1, n_classes)
-    flat_target = target.movedim(class_dim, -1).reshape(-1, n_classes) if probabilities else target.reshape(-1)
+    batch_shape = input.shape[:class_dim] + input.shape[class_dim + 1:]
+    # to [rows, classes]: the class dim last (a copy only for (N, C, d...) inputs);
+    # the row count is given, not inferred, so that zero classes reshape too
+    rows = input.movedim(class_dim, -1).reshape(batch_shape.numel(), n_classes)
+    flat_target = target.movedim(class_dim, -1).reshape(rows.shape) if probabilities else target.reshape(-1)
 
     # The gradient is written in the forward pass only when it will be needed.
     compute_grad = input.requires_grad and torch.is_grad_enabled()
@@ -234,7 +246,6 @@ def cross_entropy(input: Tensor, target: Tensor, weight: Optional[Tensor] = None
     loss, _ = ops.cross_entropy(rows, flat_target, weight, reduction_enum, ignore_index,
                                 float(label_smoothing), compute_grad)
     if reduction_enum == 0:  # none: the per-sample shape
-        batch_shape = input.shape[:class_dim] + input.shape[class_dim + 1:]
         loss = loss.reshape(batch_shape)
     return loss
 
@@ -264,6 +275,11 @@ def binary_cross_entropy_with_logits(input: Tensor, target: Tensor, weight: Opti
     if not target.is_floating_point():
         raise RuntimeError(f"result type {_type_name(input.dtype)} can't be cast to the desired output type "
                            f"{_type_name(target.dtype)}")
+    # torch's result has the target's dtype ((1 - target).mul_(input)...); it is
+    # computed here in the wider of the two, the cast being differentiable
+    result_dtype = target.dtype
+    if input.is_floating_point():  # integer logits: the kernel's NotImplementedError, as torch
+        input = input.to(torch.promote_types(input.dtype, target.dtype))
     target = target.to(input.dtype)
     # broadcast as torch does (its errors for shapes that do not broadcast)
     if weight is not None:
@@ -273,7 +289,9 @@ def binary_cross_entropy_with_logits(input: Tensor, target: Tensor, weight: Opti
     compute_grad = input.requires_grad and torch.is_grad_enabled()
     ops = _ops.traced if is_compiling() else _ops.eager
     loss, _ = ops.binary_cross_entropy_with_logits(input, target, weight, pos_weight, reduction_enum, compute_grad)
-    return loss
+    if torch.is_autocast_enabled(input.device.type):
+        return loss  # the op's autocast kernel decided, as torch's policy does (float32)
+    return loss.to(result_dtype) if input.is_floating_point() else loss
 
 
 def fused_linear(input: Tensor, weight: Tensor, bias: Optional[Tensor] = None, activation: str = "none",

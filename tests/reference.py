@@ -137,3 +137,37 @@ CE_CASES = {
     "probs": dict(probs=True),
     "probs-weight-smoothing": dict(probs=True, weight=True, label_smoothing=0.3),
 }
+
+
+def check_retained_graph_gradients(loss_fn, make_input):
+    """A loss (fastact's) backpropagated several times through a retained
+    graph gives torch's answers: each backward a fresh gradient, never memory
+    the node hands out again (issue: x.grad aliased the node's own buffer)."""
+    def leaf():
+        return make_input().requires_grad_()
+
+    x = leaf()
+    loss = loss_fn(x)
+    (once,) = torch.autograd.grad(loss, x, retain_graph=True)
+    # zeroing the gradient between two backwards leaves the next one whole
+    loss.backward(retain_graph=True)
+    x.grad.zero_()
+    loss.backward(retain_graph=True)
+    torch.testing.assert_close(x.grad, once)
+    # accumulation: 1x, 2x, 3x
+    x.grad = None
+    for k in (1, 2, 3):
+        loss.backward(retain_graph=True)
+        torch.testing.assert_close(x.grad, once * k)
+    # two autograd.grad calls: equal values, distinct memory
+    (a,) = torch.autograd.grad(loss, x, retain_graph=True)
+    (b,) = torch.autograd.grad(loss, x, retain_graph=True)
+    assert a.data_ptr() != b.data_ptr()
+    a.mul_(100)
+    torch.testing.assert_close(b, once)
+    # a gradient changed in place by the user before the last backward
+    (g,) = torch.autograd.grad(loss, x, retain_graph=True)
+    g /= g.norm()
+    x.grad = None
+    loss.backward()
+    torch.testing.assert_close(x.grad, once)

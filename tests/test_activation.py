@@ -114,10 +114,14 @@ def test_inplace_on_view_rebases_history():
     torch.testing.assert_close(x.grad, xr.grad)
 
 
-def test_inplace_leaky_relu_negative_slope_with_grad_is_refused():
-    x = torch.randn(3, requires_grad=True) * 1
-    with pytest.raises(RuntimeError, match="negative slope"):
-        F.leaky_relu(x, -0.1, inplace=True)
+def test_inplace_leaky_relu_negative_slope_with_grad_fails_at_backward_as_torch():
+    # torch's test_leaky_relu_inplace_with_neg_slope: the forward runs, backward raises
+    for fn in (TF.leaky_relu, F.leaky_relu):
+        a = torch.tensor([-1.0, 1.0], requires_grad=True)
+        b = fn(a * 1, -0.5, inplace=True)
+        torch.testing.assert_close(b, torch.tensor([0.5, 1.0]), check_dtype=False)
+        with pytest.raises(RuntimeError, match="In-place leakyReLu backward calculation is triggered with a negative"):
+            b.sum().backward()
     # without grad it is fine, as in torch
     y = torch.randn(8)
     expect = TF.leaky_relu(y, -0.1)
@@ -193,3 +197,18 @@ def test_no_grad_builds_no_graph():
         assert F.relu(x).grad_fn is None
         assert F.leaky_relu(x).grad_fn is None
     assert F.relu(x).grad_fn.name() == backward_node_name("relu", "FastactReluBackward")
+
+
+@pytest.mark.parametrize("fn", [
+    lambda x: F.relu_(x), lambda x: F.relu(x, inplace=True), lambda x: F.leaky_relu(x, 0.1, inplace=True),
+    lambda x: F.leaky_relu_(x), lambda x: F.selu(x, inplace=True), lambda x: F.selu_(x),
+], ids=["relu_", "relu-inplace", "leaky_relu-inplace", "leaky_relu_", "selu-inplace", "selu_"])
+def test_inplace_on_an_inference_tensor_outside_inference_mode_raises_as_torch(fn):
+    with torch.inference_mode():
+        x = torch.tensor([-1.0, 2.0, -3.0])
+    with pytest.raises(RuntimeError, match="Inplace update to inference tensor outside InferenceMode"):
+        fn(x)
+    torch.testing.assert_close(x, torch.tensor([-1.0, 2.0, -3.0]))  # nothing written
+    with torch.inference_mode():
+        fn(x)  # inside inference mode it is allowed, as in torch
+    assert x[0] <= 0 and x[1] > 0

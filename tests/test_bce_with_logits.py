@@ -10,7 +10,7 @@ from hypothesis import given, settings, strategies as st
 
 import fastact
 import fastact.functional as F
-from reference import backward_node_name, DTYPES, assert_same
+from reference import backward_node_name, DTYPES, assert_same, check_retained_graph_gradients
 
 REDUCTIONS = ["mean", "sum", "none"]
 
@@ -138,3 +138,38 @@ def test_properties(shape, reduction, weighted, positive_weighted, dtype, seed):
     last = shape[-1:] if shape else ()
     check(tuple(shape), dtype, reduction, last if weighted else None, last if positive_weighted else None,
           seed=seed)
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+def test_retained_graph_backwards_never_share_memory(reduction):
+    target, scale = torch.rand(6, 5), torch.rand(6, 5)
+    check_retained_graph_gradients(
+        lambda x: (F.binary_cross_entropy_with_logits(x, target, reduction=reduction) *
+                   (scale if reduction == "none" else 1)).sum(),
+        lambda: torch.randn(6, 5))
+    check_retained_graph_gradients(lambda x: F.binary_cross_entropy_with_logits(x, target), lambda: torch.randn(6, 5))
+
+
+@pytest.mark.parametrize("input_dtype,target_dtype", [
+    (torch.float32, torch.float64), (torch.float64, torch.float32), (torch.float32, torch.float16),
+    (torch.float16, torch.float32), (torch.bfloat16, torch.float64),
+])
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+def test_result_dtype_as_torch(input_dtype, target_dtype, reduction):
+    # torch's result takes the target's dtype ((1 - target).mul_(input)...)
+    x64, t64 = torch.randn(4, 5, dtype=torch.float64), torch.rand(4, 5, dtype=torch.float64)
+    xf, xt = x64.to(input_dtype).requires_grad_(), x64.to(input_dtype).requires_grad_()
+    weight = torch.rand(5, dtype=torch.float64)
+    lf = F.binary_cross_entropy_with_logits(xf, t64.to(target_dtype), weight=weight, reduction=reduction)
+    lt = TF.binary_cross_entropy_with_logits(xt, t64.to(target_dtype), weight=weight, reduction=reduction)
+    assert lf.dtype == lt.dtype
+    torch.testing.assert_close(lf, lt, atol=2e-2, rtol=2e-2)
+    up = torch.ones_like(lt)
+    (gf,), (gt,) = torch.autograd.grad(lf, xf, up), torch.autograd.grad(lt, xt, up)
+    assert gf.dtype == gt.dtype == input_dtype
+    torch.testing.assert_close(gf, gt, atol=2e-2, rtol=2e-2)
+
+
+def test_integer_logits_raise_not_implemented():
+    with pytest.raises(NotImplementedError, match="not implemented for 'Long'"):
+        F.binary_cross_entropy_with_logits(torch.arange(6).view(2, 3), torch.rand(2, 3))

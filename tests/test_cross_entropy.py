@@ -11,7 +11,7 @@ from hypothesis import given, settings, strategies as st
 
 import fastact
 import fastact.functional as F
-from reference import DTYPES, assert_same, backend_ops
+from reference import DTYPES, assert_same, backend_ops, check_retained_graph_gradients
 
 # few classes (tiled rows) and many (row by row, from 128 float32 classes)
 SHAPES = [(7,), (0, 5), (6, 5), (4, 5, 3), (2, 6, 3, 2), (3, 40), (5, 200), (2, 300, 2)]
@@ -343,3 +343,166 @@ def test_many_rows_split_across_threads(shape, form, reduction):
     # both row paths (tiled for few classes, row by row for many), chunks
     # ending mid-tile, weights, smoothing and ignored targets together
     check_case(shape, torch.float32, form, reduction, weighted=True, smoothing=0.1, ignore=form == "index")
+
+
+# ---- where fastact differed from torch (each of these failed before the fix) ----
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("form", ["index", "probs"])
+def test_retained_graph_backwards_never_share_memory(reduction, form):
+    target = torch.tensor([0, 3, 1, 2, 4, 0]) if form == "index" else torch.softmax(torch.randn(6, 5), 1)
+    weight = torch.rand(6)
+    check_retained_graph_gradients(
+        lambda x: (F.cross_entropy(x * 1, target, reduction=reduction) * weight[: 1 if reduction != "none" else 6]).sum(),
+        lambda: torch.randn(6, 5))
+    # the leaf itself (CE reaches it through a view) and a mean loss of gradient exactly 1
+    check_retained_graph_gradients(lambda x: F.cross_entropy(x, target), lambda: torch.randn(6, 5))
+
+
+def test_retained_graph_through_a_linear_layer_matches_torch():
+    torch.manual_seed(0)
+    x, y = torch.randn(16, 8), torch.randint(0, 4, (16,))
+    grads = []
+    for ce in (F.cross_entropy, TF.cross_entropy):
+        torch.manual_seed(1)
+        layer = torch.nn.Linear(8, 4)
+        logits = layer(x)
+        loss = ce(logits, y)
+        (g,) = torch.autograd.grad(loss, logits, retain_graph=True)
+        g /= g.norm()  # the user's tensor: the next backward must not see this
+        loss.backward()
+        grads.append(layer.weight.grad)
+    torch.testing.assert_close(grads[0], grads[1])
+
+
+def test_the_ops_gradient_output_held_by_the_caller_is_never_written():
+    x = torch.randn(6, 5, requires_grad=True)
+    loss, grad = backend_ops().cross_entropy(x, torch.randint(0, 5, (6,)), None, 1, -100, 0.0, True)
+    before = grad.clone()
+    loss.backward(torch.tensor(3.0))
+    torch.testing.assert_close(grad, before)
+    torch.testing.assert_close(x.grad, before * 3)
+
+
+def test_second_backward_on_a_leaf_without_retain_graph_raises():
+    x = torch.randn(4, 3, requires_grad=True)
+    loss = F.cross_entropy(x, torch.tensor([0, 1, 2, 0]))
+    loss.backward()
+    with pytest.raises(RuntimeError, match="second time"):
+        loss.backward()
+
+
+@pytest.mark.parametrize("weight,target", [
+    ([1.0, -1.0, 2.0], [0, 1, 0, 1]),   # sum 0, mixed signs
+    ([1.0, -2.0, 1.0], [0, 1, 1, 2]),   # sum -1
+    ([1.0, -2.0, 1.0], [1, 1, 1, 0]),   # sum -5
+    ([0.0, 1.0, 1.0], [0, 0, 0, 0]),    # sum 0, zero weights
+    ([1.0, -1.0, 1.0], [0, 1, 2, -100]),  # with an ignored row
+])
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("smoothing", [0.0, 0.2])
+def test_weights_summing_to_zero_or_less_as_torch(weight, target, reduction, smoothing):
+    x = torch.randn(4, 3, dtype=torch.float64, requires_grad=True)
+    w, y = torch.tensor(weight, dtype=torch.float64), torch.tensor(target)
+    lf = F.cross_entropy(x, y, weight=w, reduction=reduction, label_smoothing=smoothing)
+    lt = TF.cross_entropy(x, y, weight=w, reduction=reduction, label_smoothing=smoothing)
+    torch.testing.assert_close(lf, lt, equal_nan=True)
+    up = torch.ones_like(lt)
+    torch.testing.assert_close(torch.autograd.grad(lf, x, up)[0], torch.autograd.grad(lt, x, up)[0], equal_nan=True)
+
+
+def _outcome(fn):
+    try:
+        return fn()
+    except Exception as e:  # noqa: BLE001 - the test compares exception types
+        return type(e)
+
+
+@pytest.mark.parametrize("shape", [(3, 0), (0,)])
+@pytest.mark.parametrize("form", ["ignored", "index", "probs"])
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+def test_zero_classes_as_torch(shape, form, reduction):
+    batch = shape[:1] + shape[2:] if len(shape) >= 2 else ()
+    target = {"ignored": torch.full(batch, -100), "index": torch.zeros(batch, dtype=torch.long),
+              "probs": torch.rand(shape)}[form]
+    xf, xt = torch.randn(shape, requires_grad=True), torch.randn(shape, requires_grad=True)
+    lf = _outcome(lambda: F.cross_entropy(xf, target, reduction=reduction))
+    lt = _outcome(lambda: TF.cross_entropy(xt, target, reduction=reduction))
+    if isinstance(lt, type):
+        assert lf is lt  # IndexError: Target 0 is out of bounds.
+        with pytest.raises(lt, match="Target 0 is out of bounds"):
+            F.cross_entropy(xf, target, reduction=reduction)
+        return
+    torch.testing.assert_close(lf, lt, equal_nan=True)
+    (gf,) = torch.autograd.grad(lf.sum(), xf)
+    assert gf.shape == xf.shape
+
+
+@pytest.mark.parametrize("smoothing", [-0.1, -2.0, float("nan"), 0.0, 1.0])
+@pytest.mark.parametrize("form", ["index", "probs"])
+def test_label_smoothing_values_torch_accepts(smoothing, form):
+    x = torch.randn(5, 4, dtype=torch.float64, requires_grad=True)
+    y = torch.tensor([0, 1, 2, 3, 0]) if form == "index" else torch.softmax(torch.randn(5, 4, dtype=torch.float64), 1)
+    lf, lt = F.cross_entropy(x, y, label_smoothing=smoothing), TF.cross_entropy(x, y, label_smoothing=smoothing)
+    torch.testing.assert_close(lf, lt)
+    torch.testing.assert_close(torch.autograd.grad(lf, x)[0], torch.autograd.grad(lt, x)[0])
+
+
+@pytest.mark.parametrize("target,error", [
+    (torch.tensor([2]), None), (torch.tensor(2), None),
+    (torch.tensor([2, 1]), ValueError), (torch.tensor([[2]]), RuntimeError),
+])
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+def test_one_d_input_takes_a_one_element_target_as_torch(target, error, reduction):
+    x = torch.randn(4)
+    if error is None:
+        lf, lt = F.cross_entropy(x, target, reduction=reduction), TF.cross_entropy(x, target, reduction=reduction)
+        assert lf.shape == lt.shape
+        torch.testing.assert_close(lf, lt)
+        return
+    with pytest.raises(error):
+        TF.cross_entropy(x, target, reduction=reduction)
+    message = {ValueError: "For 1D input, 1D target must have size 1", RuntimeError: "0D or 1D target"}[error]
+    with pytest.raises(error, match=message):
+        F.cross_entropy(x, target, reduction=reduction)
+
+
+@pytest.mark.parametrize("input_dtype,target_dtype,weight_dtype", [
+    (torch.float32, torch.float64, None), (torch.float64, torch.float32, None),
+    (torch.float16, torch.float32, None), (torch.bfloat16, torch.float16, None),
+    (torch.float32, torch.float32, torch.float64), (torch.float32, torch.float16, torch.float64),
+])
+def test_probability_target_dtypes_promote_as_torch(input_dtype, target_dtype, weight_dtype):
+    x64 = torch.randn(5, 4, dtype=torch.float64)
+    t64 = torch.softmax(torch.randn(5, 4, dtype=torch.float64), 1)
+    w = torch.rand(4, dtype=weight_dtype) if weight_dtype else None
+    xf, xt = x64.to(input_dtype).requires_grad_(), x64.to(input_dtype).requires_grad_()
+    lf, lt = F.cross_entropy(xf, t64.to(target_dtype), weight=w), TF.cross_entropy(xt, t64.to(target_dtype), weight=w)
+    assert lf.dtype == lt.dtype
+    torch.testing.assert_close(lf, lt, atol=1e-2, rtol=1e-2)
+    (gf,), (gt,) = torch.autograd.grad(lf, xf), torch.autograd.grad(lt, xt)
+    assert gf.dtype == gt.dtype == input_dtype
+    torch.testing.assert_close(gf, gt, atol=1e-2, rtol=1e-2)
+
+
+@pytest.mark.parametrize("target", [torch.tensor([0, 1]), torch.rand(2, 3)])
+def test_integer_logits_raise_not_implemented(target):
+    x = torch.arange(6).view(2, 3)
+    with pytest.raises(NotImplementedError, match="\"cross_entropy\" not implemented for 'Long'"):
+        F.cross_entropy(x, target)
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+def test_zero_classes_with_spatial_dims(reduction):
+    # torch raises "size mismatch (got input: [2, 0, 0, 0] ..." here, from its
+    # internal 4-D reshape, for index targets (not for probabilities): fastact
+    # gives what (N, 0) gives, which is what the formula says
+    x = torch.randn(2, 0, 4, requires_grad=True)
+    expect = {"mean": float("nan"), "sum": 0.0, "none": torch.zeros(2, 4)}[reduction]
+    torch.testing.assert_close(F.cross_entropy(x, torch.full((2, 4), -100), reduction=reduction),
+                               torch.as_tensor(expect, dtype=torch.float32), equal_nan=True)
+    with pytest.raises(IndexError, match="Target 0 is out of bounds"):
+        F.cross_entropy(x, torch.zeros(2, 4, dtype=torch.long), reduction=reduction)
+    t = torch.rand(2, 0, 4)
+    torch.testing.assert_close(F.cross_entropy(x, t, reduction=reduction),
+                               TF.cross_entropy(x, t, reduction=reduction), equal_nan=True)

@@ -71,7 +71,8 @@ BACKWARD = {  # op name -> (emulated backward given (g, x, y), torch function)
     "tanh": (lambda o, g, x, y: o.tanh_backward(g, y), torch.tanh),
     "gelu": (lambda o, g, x, y: o.gelu_backward(g, x, "none"), F.gelu),
     "gelu_tanh": (lambda o, g, x, y: o.gelu_backward(g, x, "tanh"), lambda x: F.gelu(x, approximate="tanh")),
-    "selu": (lambda o, g, x, y: o.selu_backward(g, y), F.selu),
+    "selu": (lambda o, g, x, y: o.selu_backward(g, x, False), F.selu),
+    "selu_from_output": (lambda o, g, x, y: o.selu_backward(g, y, True), F.selu),
 }
 # empty, 0-d, a scalar tail, packs and a tail
 SHAPES = [(0,), (), (7,), (5, 13)]

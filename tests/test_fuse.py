@@ -202,3 +202,18 @@ def test_fuse_keeps_shared_layers_shared():
 def test_fused_training_follows_torch():
     row = train.compare("circles", epochs=30, warmup=1)
     assert row.matching_steps == 30 and row.agree
+
+
+@pytest.mark.parametrize("bias_shape", [(1, 4), (4,), (1,), ()])
+def test_fused_linear_with_a_broadcast_bias_as_torch(bias_shape):
+    x = torch.randn(5, 3, requires_grad=True)
+    w = torch.randn(4, 3, requires_grad=True)
+    b = torch.randn(bias_shape, requires_grad=True)
+    out = F.fused_linear(x, w, b, "relu")
+    expect = TF.relu(TF.linear(x, w, b))
+    torch.testing.assert_close(out, expect)
+    g = torch.randn(expect.shape)
+    got, want = torch.autograd.grad(out, (x, w, b), g), torch.autograd.grad(expect, (x, w, b), g)
+    for a, e in zip(got, want):
+        assert a.shape == e.shape
+        torch.testing.assert_close(a, e)

@@ -42,7 +42,11 @@ def samples():
             yield f"leaky_relu_backward-{tag}", ops.leaky_relu_backward.default, (g.clone().requires_grad_(), x, 0.1)
             for name in ("sigmoid", "tanh", "selu"):
                 yield f"{name}-{tag}", getattr(ops, name).default, (xg,)
+            for name in ("sigmoid", "tanh"):
                 yield f"{name}_backward-{tag}", getattr(ops, name + "_backward").default, (g.clone().requires_grad_(), y)
+            for is_result in (False, True):
+                yield (f"selu_backward-{is_result}-{tag}", ops.selu_backward.default,
+                       (g.clone().requires_grad_(), x, is_result))
             yield f"selu_-{tag}", ops.selu_.default, (x.clone(),)
             for approximate in ("none", "tanh"):
                 yield f"gelu-{approximate}-{tag}", ops.gelu.default, (xg, approximate)

@@ -2,10 +2,13 @@
 // backward runs in C++ with no Python on the path.
 //
 // Each op saves one tensor s: its output wherever the derivative can be
-// written in terms of it (relu, leaky_relu with slope >= 0, sigmoid, tanh,
-// selu), so that a following Linear, which saves the same output, shares it
-// and no pre-activation is kept; otherwise its input (gelu, leaky_relu with a
-// negative slope, whose output has lost the input's sign).
+// written in terms of it exactly (relu, leaky_relu with slope >= 0, sigmoid,
+// tanh, as torch), so that a following Linear, which saves the same output,
+// shares it and no pre-activation is kept; otherwise its input (gelu,
+// leaky_relu with a negative slope, whose output has lost the input's sign,
+// and selu, whose output y = scale alpha (exp(x) - 1) loses exp(x) to
+// rounding below x ~ -17 in float32: torch saves the input too). In place
+// the input is gone: selu_ saves its output (as torch's selu_ does).
 //
 // Backward ops run fastact's kernel; when the backward itself is being
 // recorded (create_graph), they run ATen's differentiable formula for the
@@ -18,6 +21,8 @@
 #include <ATen/ops/sigmoid_backward.h>
 #include <ATen/ops/tanh_backward.h>
 #include <ATen/ops/threshold_backward.h>
+#include <c10/core/InferenceMode.h>
+#include <torch/csrc/autograd/functions/basic_ops.h>
 #include <torch/library.h>
 
 #include <string>
@@ -100,12 +105,13 @@ struct Gelu {
 struct Selu {
   static constexpr const char* kName = "selu";
   static constexpr const char* kNode = "FastactSeluBackward";
-  bool saves_output() const { return true; }
+  bool is_result = false;  // s is the output (selu_) or the input (selu)
+  bool saves_output() const { return is_result; }
   at::Tensor forward(const at::Tensor& x) const { return ops::selu(x); }
   void forward_(at::Tensor& x) const { ops::selu_(x); }
-  at::Tensor backward(const at::Tensor& g, const at::Tensor& s) const { return ops::selu_backward(g, s); }
+  at::Tensor backward(const at::Tensor& g, const at::Tensor& s) const { return ops::selu_backward(g, s, is_result); }
   at::Tensor differentiable_backward(const at::Tensor& g, const at::Tensor& s) const {
-    return at::elu_backward(g, kSeluAlpha, kSeluScale, 1.0, /*is_result=*/true, s);
+    return at::elu_backward(g, kSeluAlpha, kSeluScale, 1.0, is_result, s);
   }
 };
 
@@ -150,22 +156,35 @@ at::Tensor pointwise(const Op& op, const at::Tensor& x) {
   return out;
 }
 
+// torch's check (VariableVersion::bump), made before anything is written:
+// an inference tensor has no version counter to tell autograd of the change.
+void check_not_inference_outside_inference_mode(const at::Tensor& x) {
+  TORCH_CHECK(!x.is_inference() || c10::InferenceMode::is_enabled(),
+              "Inplace update to inference tensor outside InferenceMode is not allowed.You can make a clone to get "
+              "a normal tensor before doing inplace update.See https://github.com/pytorch/rfcs/pull/17 for more "
+              "details.");
+}
+
 template <typename Op>
 void pointwise_(const Op& op, at::Tensor& x) {
   check_no_forward_ad(Op::kName, x);
+  check_not_inference_outside_inference_mode(x);
   const bool grad = needs_grad(x);
   torch::autograd::check_inplace(x, grad);
-  // In place the input is gone; only leaky_relu with a negative slope has an
-  // output that cannot stand in for it. Refuse now rather than at backward
-  // (torch refuses at backward, with the same advice).
-  TORCH_CHECK(!grad || op.saves_output(),
-              "In-place leakyReLu backward calculation is triggered with a negative slope which "
-              "is not supported. This is caused by calling in-place forward function with a "
-              "negative slope, please call out-of-place version instead.");
-  c10::intrusive_ptr<PointwiseNode<Op>> node;
-  if (grad) {
-    node = make_node<PointwiseNode<Op>>(x);
-    node->op = op;
+  c10::intrusive_ptr<torch::autograd::Node> node;
+  if (grad && op.saves_output()) {
+    auto pointwise_node = make_node<PointwiseNode<Op>>(x);
+    pointwise_node->op = op;
+    node = pointwise_node;
+  } else if (grad) {
+    // In place the input is gone, and only leaky_relu with a negative slope
+    // has an output that cannot stand in for it: as torch, the forward runs
+    // and a backward through it raises.
+    node = c10::make_intrusive<torch::autograd::Error>(
+        "In-place leakyReLu backward calculation is triggered with a negative slope which is not supported. This "
+        "is caused by calling in-place forward function with a negative slope, please call out-of-place version "
+        "instead.",
+        torch::autograd::collect_next_edges(x));
   }
   {
     at::AutoDispatchBelowADInplaceOrView below;
@@ -174,8 +193,22 @@ void pointwise_(const Op& op, at::Tensor& x) {
   torch::autograd::increment_version(x);
   if (grad) {
     torch::autograd::rebase_history(x, node);
-    node->s = SavedVariable(x, /*is_output=*/true);
+    if (op.saves_output()) {
+      static_cast<PointwiseNode<Op>*>(node.get())->s = SavedVariable(x, /*is_output=*/true);
+    }
   }
+}
+
+// Tensors without autograd keys (inference tensors) reach the in-place ops
+// through ADInplaceOrView alone: the same check, and the version bump.
+template <typename Op>
+void pointwise_inplace_or_view(const Op& op, at::Tensor& x) {
+  check_not_inference_outside_inference_mode(x);
+  {
+    at::AutoDispatchBelowADInplaceOrView below;
+    op.forward_(x);
+  }
+  torch::autograd::increment_version(x);
 }
 
 using at::Tensor;
@@ -201,9 +234,17 @@ TORCH_LIBRARY_IMPL(fastact, Autograd, m) {
   m.impl("gelu_backward", [](const Tensor& g, const Tensor& x, c10::string_view approximate) {
     return pointwise_backward(Gelu{std::string(approximate)}, g, x);
   });
-  m.impl("selu", [](const Tensor& x) { return pointwise(Selu{}, x); });
-  m.impl("selu_", [](Tensor& x) { pointwise_(Selu{}, x); });
-  m.impl("selu_backward", [](const Tensor& g, const Tensor& s) { return pointwise_backward(Selu{}, g, s); });
+  m.impl("selu", [](const Tensor& x) { return pointwise(Selu{/*is_result=*/false}, x); });
+  m.impl("selu_", [](Tensor& x) { pointwise_(Selu{/*is_result=*/true}, x); });
+  m.impl("selu_backward", [](const Tensor& g, const Tensor& s, bool is_result) {
+    return pointwise_backward(Selu{is_result}, g, s);
+  });
+}
+
+TORCH_LIBRARY_IMPL(fastact, ADInplaceOrView, m) {
+  m.impl("relu_", [](Tensor& x) { pointwise_inplace_or_view(Relu{}, x); });
+  m.impl("leaky_relu_", [](Tensor& x, double slope) { pointwise_inplace_or_view(LeakyRelu{slope}, x); });
+  m.impl("selu_", [](Tensor& x) { pointwise_inplace_or_view(Selu{/*is_result=*/true}, x); });
 }
 
 }  // namespace fastact::autograd

@@ -2,14 +2,17 @@
 // The forward op has already written d loss / d input for an incoming
 // gradient of 1 (scaled for the reduction); one node keeps that tensor, and
 // nothing else, for backward:
-//  - incoming gradient exactly 1 (a scalar loss, read on the CPU without any
-//    device sync): the tensor is the answer, no pass at all; on CUDA the
-//    same test is made by the scaling kernel itself, on the device;
-//  - otherwise one scaling pass, in place when the graph is not retained
-//    (no second R x C buffer), out of place when it is, or when the call is
-//    being traced by torch.compile (the compiler fuses the scale anyway).
-// The tensor is owned by this node alone (the Python layer drops the op's
-// second output), which is what makes handing it out or scaling it safe.
+//  - the last backward through the node (graph not retained) and the node
+//    the tensor's only owner: it is handed out as it is when the incoming
+//    gradient is exactly 1 (a scalar loss, read on the CPU without any device
+//    sync; on CUDA the scaling kernel makes the same test on the device), and
+//    scaled in place otherwise: no second R x C buffer;
+//  - otherwise (graph retained, the op's second output still held by a
+//    caller, or the call being traced by torch.compile) a fresh scaled copy:
+//    memory the node may hand out again, or that someone else can see, is
+//    never handed out or written.
+// The Python layer drops the op's second output, so the node is normally
+// the only owner.
 #include "autograd/op_handles.h"
 
 #include <ATen/TensorOperators.h>
@@ -37,6 +40,13 @@ bool is_concrete_one(const at::Tensor& g) {
   return g.numel() == 1 && g.device().is_cpu() && g.layout() == at::kStrided && g.item<double>() == 1.0;
 }
 
+// No other tensor (the op's second output, a view of it) shares t's memory.
+// torch's own test for a gradient it may steal: a Python wrapper kept alive
+// only by the tensor itself does not count as another owner.
+bool owned_alone(const at::Tensor& t) {
+  return torch::autograd::impl::is_tensor_stealable(t, 1) && t.storage().use_count() == 1;
+}
+
 struct FusedLossNode final : torch::autograd::Node {
   at::Tensor grad_input;
   int64_t reduction = 0;
@@ -54,25 +64,23 @@ struct FusedLossNode final : torch::autograd::Node {
     const at::Tensor& g = grads[0];
     if (!g.defined() || !should_compute_output(0)) return out;
     const bool traced = is_traced(g) || is_traced(grad_input);
-    if (!traced && reduction != kReductionNone && is_concrete_one(g)) {
-      out[0] = grad_input;  // released right after, so the next node may own it
-      return out;
-    }
     // 'none': one gradient per loss element (cross entropy's losses lack the class dim)
     const at::Tensor scale = g.dim() < grad_input.dim() ? g.unsqueeze(-1) : g;
-    if (traced || torch::autograd::get_current_graph_task_keep_graph()) {
+    if (traced || torch::autograd::get_current_graph_task_keep_graph() || !owned_alone(grad_input)) {
       out[0] = grad_input * scale;
-    } else {
+      return out;
+    }
+    if (reduction != kReductionNone && is_concrete_one(g)) {
+      // no pass at all
+    } else if (reduction != kReductionNone && g.numel() == 1 && g.scalar_type() == grad_input.scalar_type() &&
+               g.device() == grad_input.device()) {
       // A reduced loss's gradient: _scale_grad_, which on CUDA decides on the
       // device to skip the pass when g is 1 (no .item(), no sync).
-      if (reduction != kReductionNone && g.numel() == 1 && g.scalar_type() == grad_input.scalar_type() &&
-          g.device() == grad_input.device()) {
-        ops::scale_grad_(grad_input, g);
-      } else {
-        grad_input.mul_(scale);
-      }
-      out[0] = std::move(grad_input);
+      ops::scale_grad_(grad_input, g);
+    } else {
+      grad_input.mul_(scale);
     }
+    out[0] = std::move(grad_input);  // the node lets go of it: the next node may own it
     return out;
   }
   std::string name() const override {

@@ -79,9 +79,9 @@ inline void selu_(at::Tensor& x) {
   static const auto op = lookup<void(at::Tensor&)>("fastact::selu_");
   op.call(x);
 }
-inline at::Tensor selu_backward(const at::Tensor& g, const at::Tensor& y) {
-  static const auto op = lookup<BackwardSig>("fastact::selu_backward");
-  return op.call(g, y);
+inline at::Tensor selu_backward(const at::Tensor& g, const at::Tensor& s, bool is_result) {
+  static const auto op = lookup<at::Tensor(const at::Tensor&, const at::Tensor&, bool)>("fastact::selu_backward");
+  return op.call(g, s, is_result);
 }
 using SoftmaxSig = at::Tensor(const at::Tensor&, int64_t);
 using SoftmaxBackwardSig = at::Tensor(const at::Tensor&, const at::Tensor&, int64_t);

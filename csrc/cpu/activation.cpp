@@ -197,16 +197,19 @@ void selu_(at::Tensor& self) {
                                   [&] { selu_into<scalar_t>(self, self); });
 }
 
-// From the output (torch's elu_backward with is_result): y > 0 has x > 0.
-at::Tensor selu_backward(const at::Tensor& grad_output, const at::Tensor& result) {
-  check_grad_pair("selu_backward", grad_output, result);
-  at::Tensor grad_input = empty_output_like(result);
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, result.scalar_type(), "selu_backward", [&] {
+// torch's elu_backward: from the input, or (is_result) from the output,
+// whose sign is the input's. A NaN input gives a NaN gradient, as torch's
+// vectorized loop (its scalar tail takes the scale branch instead).
+at::Tensor selu_backward(const at::Tensor& grad_output, const at::Tensor& self_or_result, bool is_result) {
+  check_grad_pair("selu_backward", grad_output, self_or_result);
+  at::Tensor grad_input = empty_output_like(self_or_result);
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, self_or_result.scalar_type(), "selu_backward", [&] {
     using Vec = typename VecIO<scalar_t>::Vec;
     using Acc = acc_t<scalar_t>;
     const Vec zero(0), scale(static_cast<Acc>(kSeluScale)), alpha_scale(static_cast<Acc>(kSeluAlpha * kSeluScale));
-    map_elementwise<scalar_t, 2>({grad_output, result}, grad_input, [=](Vec g, Vec y) {
-      return Vec::blendv(g * (y + alpha_scale), g * scale, y > zero);
+    map_elementwise<scalar_t, 2>({grad_output, self_or_result}, grad_input, [=](Vec g, Vec s) {
+      const Vec negative = is_result ? g * (s + alpha_scale) : g * (alpha_scale * vec_exp(s));
+      return Vec::blendv(negative, g * scale, s > zero);
     });
   });
   return grad_input;

@@ -24,6 +24,7 @@
 #include <ATen/ops/fill.h>
 #include <torch/library.h>
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <optional>
@@ -248,8 +249,9 @@ std::tuple<at::Tensor, at::Tensor> cross_entropy(const at::Tensor& input, const 
     using Acc = acc_t<scalar_t>;
     const scalar_t* w = weight.defined() ? weight.const_data_ptr<scalar_t>() : nullptr;
     const int64_t* index = probs ? nullptr : t.const_data_ptr<int64_t>();
-    // Validates the indices before anything is written.
-    const double denominator = probs ? double(R) : check_targets(index, R, C, w, ignore_index);
+    // Validates the indices before anything is written. Probabilities: torch
+    // divides by numel / C, which is nan for zero classes.
+    const double denominator = probs ? (C > 0 ? double(R) : 0.0) : check_targets(index, R, C, w, ignore_index);
     double weight_total = C;
     if (w) {
       weight_total = 0;
@@ -261,20 +263,37 @@ std::tuple<at::Tensor, at::Tensor> cross_entropy(const at::Tensor& input, const 
                         w,
                         C,
                         ignore_index,
-                        Acc(label_smoothing),
+                        Acc(label_smoothing > 0 ? label_smoothing : 0),  // torch: smoothing <= 0 (or NaN) is none
                         Acc(weight_total),
-                        // with nothing counted every row's gradient is zero anyway
-                        Acc(reduction == kMean && denominator > 0 ? 1.0 / denominator : 1.0),
+                        Acc(mean_grad_scale(reduction == kMean, denominator, !probs && label_smoothing > 0)),
                         compute_grad ? grad.mutable_data_ptr<scalar_t>() : nullptr,
                         compute_grad && use_streaming_stores(grad.nbytes())};
     scalar_t* loss_rows = reduction == kNone ? loss.mutable_data_ptr<scalar_t>() : nullptr;
-    auto run_rows = [&](int64_t begin, int64_t end) {
-      return C < kShortRowClasses<scalar_t> ? cross_entropy_short_rows(P, begin, end, loss_rows)
-                                            : cross_entropy_long_rows(P, begin, end, loss_rows);
+    auto total_over_rows = [&](const Problem<scalar_t>& problem, scalar_t* rows_out) {
+      // Row losses summed in double, per chunk then in a fixed order.
+      return parallel_sum(R, std::max<int64_t>(1, kSerialGrain / std::max<int64_t>(C, 1)),
+                          [&](int64_t begin, int64_t end) {
+                            return C < kShortRowClasses<scalar_t>
+                                       ? cross_entropy_short_rows(problem, begin, end, rows_out)
+                                       : cross_entropy_long_rows(problem, begin, end, rows_out);
+                          });
     };
-    // Row losses summed in double, per chunk then in a fixed order.
-    const double total = parallel_sum(R, std::max<int64_t>(1, kSerialGrain / std::max<int64_t>(C, 1)), run_rows);
-    if (reduction == kMean) loss.fill_(total / denominator);  // 0 / 0: nan, as torch
+    // zero classes: every row's loss is 0 (its targets were all ignored)
+    if (C == 0 && loss_rows) std::fill(loss_rows, loss_rows + R, scalar_t(0));
+    const double total = C == 0 ? 0.0 : total_over_rows(P, loss_rows);
+    if (reduction == kMean) {
+      double mean = total / denominator;  // 0 / 0: nan, as torch
+      if (denominator == 0 && !probs && P.smoothing > 0) {
+        // torch divides the target term and the smoothing term by the
+        // denominator separately: their signs decide between inf and nan.
+        Problem<scalar_t> unsmoothed = P;
+        unsmoothed.smoothing = 0;
+        unsmoothed.grad = nullptr;
+        const double target_term = (1 - label_smoothing) * total_over_rows(unsmoothed, nullptr);
+        mean = target_term / denominator + (total - target_term) / denominator;
+      }
+      loss.fill_(mean);
+    }
     if (reduction == kSum) loss.fill_(total);
   });
   return {loss, grad};

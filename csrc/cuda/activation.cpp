@@ -94,8 +94,8 @@ at::Tensor gelu_backward(const at::Tensor& grad, const at::Tensor& self, c10::st
 
 at::Tensor selu(const at::Tensor& self) { return activation(Activation::Selu, "selu", self); }
 void selu_(at::Tensor& self) { activation_(Activation::Selu, "selu_", self); }
-at::Tensor selu_backward(const at::Tensor& grad, const at::Tensor& result) {
-  return activation_backward(Activation::Selu, "selu_backward", grad, result);
+at::Tensor selu_backward(const at::Tensor& grad, const at::Tensor& self_or_result, bool is_result) {
+  return activation_backward(Activation::Selu, "selu_backward", grad, self_or_result, is_result ? 1 : 0);
 }
 
 // The fused losses' backward: grad *= scale, skipped on the device when the

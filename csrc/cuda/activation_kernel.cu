@@ -7,7 +7,8 @@
 //   sigmoid(x)    = 1 / (1 + exp(-x))          d: g * y (1 - y)
 //   tanh(x)                                    d: g * (1 - y^2)
 //   gelu(x)       = x Phi(x), or 0.5 x (1 + tanh(b (x + k x^3)))
-//   selu(x)       = l (x > 0 ? x : a (exp(x) - 1))   d: g * (y > 0 ? l : y + a l)
+//   selu(x)       = l (x > 0 ? x : a (exp(x) - 1))
+//                 d: g * (x <= 0 ? a l exp(x) : l), or from y: g * (y <= 0 ? y + a l : l)
 #include "cuda/device.cuh"
 
 namespace fastact::cuda {
@@ -99,13 +100,16 @@ struct GeluTanh {
 };
 
 struct Selu {
+  bool is_result;  // backward: the saved tensor is the output (selu_), else the input
   template <typename A>
   __device__ A operator()(A x) const {
     return x > A(0) ? A(kSeluScale) * x : A(kSeluAlpha * kSeluScale) * math::expm1(x);
   }
+  // torch's elu_backward (NaN in, NaN out, as its vectorized CPU loop)
   template <typename A>
-  __device__ A operator()(A g, A y) const {
-    return y > A(0) ? g * A(kSeluScale) : g * (y + A(kSeluAlpha * kSeluScale));
+  __device__ A operator()(A g, A s) const {
+    if (s > A(0)) return g * A(kSeluScale);
+    return is_result ? g * (s + A(kSeluAlpha * kSeluScale)) : g * (A(kSeluAlpha * kSeluScale) * math::exp(s));
   }
 };
 
@@ -167,7 +171,7 @@ cudaError_t with_activation(Activation act, double param, F&& f) {
     case Activation::Tanh: return f(Tanh{});
     case Activation::GeluErf: return f(GeluErf{});
     case Activation::GeluTanh: return f(GeluTanh{});
-    case Activation::Selu: return f(Selu{});
+    case Activation::Selu: return f(Selu{param != 0});
   }
   return cudaErrorInvalidValue;
 }

@@ -159,8 +159,11 @@ __global__ void cross_entropy_kernel(Problem<T> P) {
     }
     if (P.weight) weight_total = weight_sum;
   }
-  // with nothing counted every row's gradient is zero anyway
-  const A scale = P.reduction == Reduction::Mean && denominator > 0 ? A(1.0 / denominator) : A(1);
+  // as mean_grad_scale (csrc/checks.h)
+  const A scale = P.reduction != Reduction::Mean ? A(1)
+                  : denominator == 0 && P.index_target && P.smoothing > 0
+                      ? A(NAN)
+                      : A(1.0 / denominator);
 
   const int64_t packs = P.classes / V;
   double thread_total = 0;

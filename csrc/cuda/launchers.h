@@ -42,8 +42,9 @@ cudaError_t launch_activation(Activation act, ScalarType type, const void* x, vo
                               cudaStream_t stream);
 
 // grad_input[i] = grad[i] * act'(at saved[i]), where `saved` is what the
-// forward op keeps: the output for relu, sigmoid, tanh, selu and leaky_relu
-// with a slope >= 0, the input for gelu and leaky_relu with a negative slope.
+// forward op keeps: the output for relu, sigmoid, tanh, selu_ and leaky_relu
+// with a slope >= 0, the input for gelu, selu and leaky_relu with a negative
+// slope. `param`: leaky_relu's slope; for selu, nonzero when saved is the output.
 cudaError_t launch_activation_backward(Activation act, ScalarType type, const void* grad, const void* saved,
                                        void* grad_input, int64_t n, double param, cudaStream_t stream);
 

@@ -36,7 +36,7 @@ std::tuple<at::Tensor, at::Tensor> cross_entropy(const at::Tensor& input, const 
                         R,
                         C,
                         ignore_index,
-                        label_smoothing,
+                        label_smoothing > 0 ? label_smoothing : 0,  // torch: smoothing <= 0 (or NaN) is none
                         static_cast<Reduction>(reduction),
                         loss.mutable_data_ptr(),
                         compute_grad ? grad.mutable_data_ptr() : nullptr,

@@ -17,10 +17,18 @@ DIFFERENTIABLE = {
     "sigmoid_backward": aten.sigmoid_backward,
     "tanh_backward": aten.tanh_backward,
     "gelu_backward": lambda g, x, approximate="none": aten.gelu_backward(g, x, approximate=approximate),
-    "selu_backward": lambda g, y: aten.elu_backward(g, SELU_ALPHA, SELU_SCALE, 1.0, True, y),
+    "selu_backward": lambda g, s, is_result: aten.elu_backward(g, SELU_ALPHA, SELU_SCALE, 1.0, is_result, s),
     "softmax_backward": lambda g, y, dim: aten._softmax_backward_data(g, y, dim, y.dtype),
     "log_softmax_backward": lambda g, y, dim: aten._log_softmax_backward_data(g, y, dim, y.dtype),
 }
+
+
+# torch's message for a backward through freed saved tensors
+SECOND_BACKWARD = ("Trying to backward through the graph a second time (or directly access saved tensors after they "
+                   "have already been freed). Specify retain_graph=True if you need to backward through the graph a "
+                   "second time.")
+# whether the running backward retains the graph (True where torch lacks the query: nothing is freed)
+_keep_graph = getattr(torch._C._autograd, "_get_current_graph_task_keep_graph", lambda: True)
 
 
 def run_backward(name, *args):
@@ -30,27 +38,34 @@ def run_backward(name, *args):
     return getattr(ops, name)(*args)
 
 
-# forward op -> (backward op, whether it saves its output, its non-tensor args)
+# forward op -> (backward op, whether it saves its output given its non-tensor
+# args; the backward op's non-tensor args, by default the forward's)
 POINTWISE = {
     "relu": ("relu_backward", lambda args: True),
     "leaky_relu": ("leaky_relu_backward", lambda args: (args[0] if args else 0.01) >= 0),
     "sigmoid": ("sigmoid_backward", lambda args: True),
     "tanh": ("tanh_backward", lambda args: True),
     "gelu": ("gelu_backward", lambda args: False),
-    "selu": ("selu_backward", lambda args: True),
+    # from the input, as torch: the output loses exp(x) to rounding for x << 0
+    "selu": ("selu_backward", lambda args: False, lambda args: (False,)),
     "softmax": ("softmax_backward", lambda args: True),
     "log_softmax": ("log_softmax_backward", lambda args: True),
 }
 
 
-def _register_saving_one(name, backward_name, saves_output):
+def saves_output(name, args) -> bool:
+    """Whether forward op `name` with non-tensor args `args` saves its output."""
+    return POINTWISE[name][1](args)
+
+
+def _register_saving_one(name, backward_name, saves_output, backward_args=lambda args: args):
     def setup_context(ctx, inputs, output):
         ctx.args = inputs[1:]
         ctx.save_for_backward(output if saves_output(ctx.args) else inputs[0])
 
     def backward(ctx, grad):
         (saved,) = ctx.saved_tensors
-        return (run_backward(backward_name, grad, saved, *ctx.args),) + (None,) * len(ctx.args)
+        return (run_backward(backward_name, grad, saved, *backward_args(ctx.args)),) + (None,) * len(ctx.args)
 
     torch.library.register_autograd(f"{ops.NS}::{name}", backward, setup_context=setup_context)
 
@@ -90,6 +105,10 @@ def _register_fused_loss(name):
             raise RuntimeError(f"fastact.{name} does not support double backward (create_graph=True); use "
                                f"torch.nn.functional.{name} where second derivatives are needed")
         grad = ctx.grad
+        if grad is None:
+            raise RuntimeError(SECOND_BACKWARD)
+        if not _keep_graph():
+            ctx.grad = None  # freed as a saved tensor would be: a second backward raises
         scale = grad_loss.unsqueeze(-1) if grad_loss.dim() < grad.dim() else grad_loss
         return (grad * scale,) + (None,) * (ctx.n_inputs - 1)
 
@@ -109,6 +128,7 @@ def _register_linear():
     def setup_context(ctx, inputs, output):
         input, weight, bias, activation, slope = inputs
         ctx.activation, ctx.slope, ctx.has_bias = activation, slope, bias is not None
+        ctx.bias_shape = bias.shape if bias is not None else None
         ctx.input_shape, ctx.input_strides = input.shape, input.stride()
         keep_pre = activation == "leaky_relu" and slope < 0
         ctx.keep_pre = keep_pre
@@ -135,15 +155,15 @@ def _register_linear():
             row_major = weight.stride(1) == 1 and weight.stride(0) == weight.size(1)
             grad_weight = g.t().mm(flat) if row_major else flat.t().mm(g).t()
         if ctx.has_bias and ctx.needs_input_grad[2]:
-            grad_bias = g.sum(0)
+            grad_bias = g.sum_to_size(ctx.bias_shape)  # a broadcast bias, e.g. (1, out), as C++ at::sum_to
         return grad_input, grad_weight, grad_bias, None, None
 
     torch.library.register_autograd(f"{ops.NS}::linear_act", backward, setup_context=setup_context)
 
 
 def register() -> None:
-    for name, (backward_name, saves_output) in POINTWISE.items():
-        _register_saving_one(name, backward_name, saves_output)
+    for name, entry in POINTWISE.items():
+        _register_saving_one(name, *entry)
     for name in DIFFERENTIABLE:
         _register_backward_op(name)
     for name in ("cross_entropy", "binary_cross_entropy_with_logits"):

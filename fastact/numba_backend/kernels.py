@@ -122,9 +122,17 @@ def selu(x, out):
 
 
 @_jit
-def selu_backward(g, y, out):
+def selu_backward(g, s, is_result, scale, alpha_scale, out):
+    # torch's elu_backward, from the input or (is_result) the output; NaN in,
+    # NaN out. The constants come in the arrays' precision: from the output,
+    # s + alpha_scale cancels, and float32 must round as torch's does.
     for i in prange(g.size):
-        out[i] = g[i] * SELU_SCALE if y[i] > 0 else g[i] * (y[i] + SELU_ALPHA * SELU_SCALE)
+        if s[i] > 0:
+            out[i] = g[i] * scale
+        elif is_result:
+            out[i] = g[i] * (s[i] + alpha_scale)
+        else:
+            out[i] = g[i] * (alpha_scale * math.exp(s[i]))
 
 
 # ---- softmax family: rows of a [R, C] array ----------------------------
@@ -251,14 +259,14 @@ def binary_cross_entropy_with_logits(x, t, weight, use_weight, pos_weight, use_p
 
 @_jit
 def checked_target_weight_sum(target, C, weight, use_weight, ignore_index):
-    """Sum of w_y over targets not ignored; -1 - r for the first row r whose
-    class index is out of range."""
+    """(sum of w_y over targets not ignored, the first row whose class index
+    is out of range or -1): a sum of any sign is valid."""
     total = 0.0
     for r in range(target.size):
         y = target[r]
         if y == ignore_index:
             continue
         if y < 0 or y >= C:
-            return -1.0 - r
+            return total, r
         total += float(weight[y]) if use_weight else 1.0
-    return total
+    return total, -1

@@ -7,6 +7,7 @@ Conventions shared with the C++ backend: outputs keep the layout
 torch.empty_like gives (softmax: contiguous); backward saves the output
 where the derivative allows; when the backward itself is being recorded
 (create_graph) it runs ATen's differentiable formula instead of the kernel."""
+import math
 from typing import Optional, Tuple
 
 import numpy as np
@@ -197,9 +198,10 @@ def selu_(self: Tensor) -> None:
 
 
 @_op("selu_backward")
-def selu_backward(grad_output: Tensor, result: Tensor) -> Tensor:
-    _same_layout("selu_backward", grad_output, result)
-    return _pointwise("selu_backward", kernels.selu_backward, result, (grad_output, result))
+def selu_backward(grad_output: Tensor, self_or_result: Tensor, is_result: bool) -> Tensor:
+    _same_layout("selu_backward", grad_output, self_or_result)
+    return _pointwise("selu_backward", kernels.selu_backward, self_or_result, (grad_output, self_or_result),
+                      bool(is_result), kernels.SELU_SCALE, kernels.SELU_ALPHA * kernels.SELU_SCALE)
 
 
 def _rows(t: Tensor, dim: int) -> Tensor:
@@ -269,6 +271,12 @@ def log_softmax_backward(grad_output: Tensor, output: Tensor, dim: int) -> Tenso
 _NONE, _MEAN, _SUM = 0, 1, 2
 
 
+def _divide(a: float, b: float) -> float:
+    """a / b with IEEE semantics (inf or nan at b == 0), as the C++ kernels."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return float(np.float64(a) / np.float64(b))
+
+
 def _optional(t: Optional[Tensor], dtype) -> Tuple[np.ndarray, bool]:
     # an absent array is passed as a 1-element placeholder and a flag: Numba compiles per argument type
     if t is None:
@@ -289,6 +297,7 @@ def _reduced(loss_rows: Tensor, reduction: int, denominator: float, dtype) -> Te
 def cross_entropy(input: Tensor, target: Tensor, weight: Optional[Tensor], reduction: int, ignore_index: int,
                   label_smoothing: float, compute_grad: bool) -> Tuple[Tensor, Tensor]:
     _check_cpu("cross_entropy", input, target, weight)
+    _floating("cross_entropy", input)
     if input.dim() != 2:
         raise RuntimeError(f"fastact::cross_entropy: expected input of shape [rows, classes], got {list(input.shape)}")
     if reduction not in (_NONE, _MEAN, _SUM):
@@ -312,20 +321,34 @@ def cross_entropy(input: Tensor, target: Tensor, weight: Optional[Tensor], reduc
     index = target.contiguous().numpy() if use_index else np.zeros(1, dtype=np.int64)
     probs = _numpy(target.contiguous()) if not use_index else np.zeros((1, 1), dtype=w.dtype)
     if use_index:
-        denominator = kernels.checked_target_weight_sum.serial(index, C, w, use_weight, ignore_index)
-        if denominator < 0:
-            raise IndexError(f"Target {int(target[int(-denominator - 1)])} is out of bounds.")
+        denominator, bad_row = kernels.checked_target_weight_sum.serial(index, C, w, use_weight, ignore_index)
+        if bad_row >= 0:
+            raise IndexError(f"Target {int(index[bad_row])} is out of bounds.")
     else:
-        denominator = float(R)
-    grad_scale = 1.0 / denominator if reduction == _MEAN and denominator > 0 else 1.0
-    loss_rows = torch.empty(R, dtype=torch.float64)
+        denominator = float(R) if C > 0 else 0.0  # torch divides by numel / C: nan for zero classes
+    smoothing = float(label_smoothing) if label_smoothing > 0 else 0.0  # torch: <= 0 (or NaN) is none
+    # as mean_grad_scale in csrc/checks.h: 1 / denominator whatever its sign,
+    # inf at 0, and NaN at 0 with smoothing (torch's infinities of both signs)
+    grad_scale = 1.0 if reduction != _MEAN else \
+        math.nan if denominator == 0 and use_index and smoothing > 0 else _divide(1.0, denominator)
     grad = torch.empty((R, C) if compute_grad else (0,), dtype=work)
     grad_np = grad.numpy() if compute_grad else np.zeros((1, 1), dtype=grad.numpy().dtype)
-    if R > 0 and C > 0:
-        kernels.cross_entropy_rows(R * C, _numpy(x), index, probs, use_index, w, use_weight, ignore_index,
-                                   float(label_smoothing), grad_scale, compute_grad, loss_rows.numpy(), grad_np)
-    else:
-        loss_rows.zero_()
+
+    def row_losses(smoothing, write_grad):
+        rows = torch.zeros(R, dtype=torch.float64)
+        if R > 0 and C > 0:
+            kernels.cross_entropy_rows(R * C, _numpy(x), index, probs, use_index, w, use_weight, ignore_index,
+                                       smoothing, grad_scale, write_grad, rows.numpy(), grad_np)
+        return rows
+
+    loss_rows = row_losses(smoothing, compute_grad)
+    if reduction == _MEAN and use_index and denominator == 0 and smoothing > 0:
+        # torch divides the target term and the smoothing term by the
+        # denominator separately: their signs decide between inf and nan
+        total = loss_rows.sum().item()
+        target_term = (1 - smoothing) * row_losses(0.0, False).sum().item()
+        mean = _divide(target_term, denominator) + _divide(total - target_term, denominator)
+        return torch.tensor(mean, dtype=input.dtype), grad.to(input.dtype)
     return _reduced(loss_rows, reduction, denominator, input.dtype), grad.to(input.dtype)
 
 
@@ -334,6 +357,7 @@ def binary_cross_entropy_with_logits(input: Tensor, target: Tensor, weight: Opti
                                      pos_weight: Optional[Tensor], reduction: int,
                                      compute_grad: bool) -> Tuple[Tensor, Tensor]:
     _check_cpu("binary_cross_entropy_with_logits", input, target, weight, pos_weight)
+    _floating("binary_cross_entropy_with_logits", input)
     work = torch.float32 if input.dtype in _REDUCED else input.dtype
     flat = [t.contiguous().view(-1) if t is not None else None for t in (input, target, weight, pos_weight)]
     np_dtype = np.float32 if work == torch.float32 else np.float64

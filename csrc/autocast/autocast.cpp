@@ -1,0 +1,47 @@
+// Autocast for the fastact ops: torch's autocast policy for the torch op each
+// one replaces, so that under torch.autocast a swapped model computes (and
+// returns) what the torch model would.
+//  - cross_entropy, binary_cross_entropy_with_logits: float32 (torch lists
+//    them, or the nll_loss/log_softmax they are made of, as fp32 ops on CPU
+//    and CUDA): reduced-precision logits, targets and weights are cast up.
+//  - linear_act: the autocast dtype (torch's linear is a lower-precision op).
+//  - softmax, log_softmax: float32 on CUDA (torch's fp32_set_opt_dtype: the
+//    dtype argument fastact takes in Python is left unset), unchanged on CPU.
+//  - the pointwise activations: not listed by torch, so no kernel here: they
+//    run in their input's dtype, as torch's.
+// Each kernel casts with at::autocast::cached_cast (float64 and integer
+// tensors pass through), excludes the autocast key and redispatches.
+#include "autograd/op_handles.h"
+
+#include <ATen/autocast_mode.h>
+#include <torch/library.h>
+
+namespace fastact::autocast {
+namespace {
+
+using at::autocast::CastPolicy;
+namespace ops = fastact::autograd::ops;
+
+template <CastPolicy policy, c10::DeviceType device, typename Signature, Signature* F>
+constexpr auto wrap = &at::autocast::WrapFunction<policy, device, Signature, Signature, F>::type::call;
+
+template <c10::DeviceType device>
+void register_losses_and_linear(torch::Library& m) {
+  m.impl("cross_entropy", wrap<CastPolicy::fp32, device, decltype(ops::cross_entropy), &ops::cross_entropy>);
+  m.impl("binary_cross_entropy_with_logits",
+         wrap<CastPolicy::fp32, device, decltype(ops::binary_cross_entropy_with_logits),
+              &ops::binary_cross_entropy_with_logits>);
+  m.impl("linear_act", wrap<CastPolicy::lower_precision_fp, device, decltype(ops::linear_act), &ops::linear_act>);
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(fastact, AutocastCPU, m) { register_losses_and_linear<c10::DeviceType::CPU>(m); }
+
+TORCH_LIBRARY_IMPL(fastact, AutocastCUDA, m) {
+  register_losses_and_linear<c10::DeviceType::CUDA>(m);
+  m.impl("softmax", wrap<CastPolicy::fp32, c10::DeviceType::CUDA, decltype(ops::softmax), &ops::softmax>);
+  m.impl("log_softmax", wrap<CastPolicy::fp32, c10::DeviceType::CUDA, decltype(ops::log_softmax), &ops::log_softmax>);
+}
+
+}  // namespace fastact::autocast
