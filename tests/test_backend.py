@@ -92,3 +92,42 @@ def test_output_cache_reuses_and_empties():
     assert fastact.functional.relu(x).data_ptr() == ptr, "the freed output is reused"
     fastact.empty_cache()
     assert torch.ops.fastact._cached_bytes() == 0
+
+
+# The cache's policy, in a process of its own with a 64 MiB cache: size
+# classes, least recently freed out first, and a bound that holds.
+_CACHE_POLICY_SCRIPT = r"""
+import random, torch, fastact
+from fastact.functional import relu
+cached, capacity = torch.ops.fastact._cached_bytes, 64 << 20
+# outputs of 1000 and 1020 rows (3.9 and 3.98 MiB) fall in one size class (4 MiB): the second reuses the first's mapping
+a = relu(torch.randn(1000, 1024)); ptr = a.data_ptr(); del a
+assert relu(torch.randn(1020, 1024)).data_ptr() == ptr, "one size class"
+# a loop whose batch size varies: the bound holds at every step
+random.seed(0)
+for step in range(300):
+    ys = [relu(torch.randn(random.randint(64, 4096), 1024)) for _ in range(3)]
+    del ys
+    assert cached() <= capacity, (step, cached())
+# a steady shape after that still comes from the cache (its mapping is reused)
+x = torch.randn(2048, 1024)  # 8 MiB
+y = relu(x); ptr = y.data_ptr(); del y
+assert all(relu(x).data_ptr() == ptr for _ in range(5)), "the steady shape is cached"
+# a mapping larger than the whole cache is never kept
+del x
+big = relu(torch.randn(80 << 18)); del big
+assert cached() <= capacity
+print("ok")
+"""
+
+
+@pytest.mark.cpp_only
+def test_output_cache_size_classes_eviction_and_bound():
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, FASTACT_CACHE_MB="64", FASTACT_BACKEND="cpp")
+    result = subprocess.run([sys.executable, "-P", "-c", _CACHE_POLICY_SCRIPT], env=env, capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 0 and result.stdout.strip().endswith("ok"), result.stderr[-2000:]

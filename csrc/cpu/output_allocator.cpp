@@ -13,10 +13,17 @@
 // about as much as a relu over the same bytes. So freed mappings are kept in
 // a cache (FASTACT_CACHE_MB; by default 1/16 of physical memory, at least
 // 256 MiB: one step's loss gradient at 4096 x 32000 is 500 MiB;
-// fastact.empty_cache() returns them) and handed out again for a request of
-// the same size: a training loop allocates the same output shapes every step,
-// and reuses pages that are already faulted in. Only fastact's own outputs
-// live here.
+// fastact.empty_cache() returns them) and handed out again: a training loop
+// allocates the same output shapes every step, and reuses pages that are
+// already faulted in. Only fastact's own outputs live here. The policy:
+//  - size classes: a request is rounded up to one of four sizes per power of
+//    two (1, 1.25, 1.5, 1.75 x 2^k), so a loop whose batch size varies reuses
+//    a few classes instead of keeping one mapping per exact size; at most 25%
+//    more address space, and the pages past the request are never touched
+//    (so never resident) unless a larger request of the class reuses them;
+//  - least recently freed out first: a mapping given back to a full cache
+//    evicts the oldest ones, so the sizes in use now stay cached;
+//  - a bound that holds: the cached bytes never exceed the capacity.
 #include "cpu/output_allocator.h"
 
 #include <ATen/EmptyTensor.h>
@@ -26,6 +33,7 @@
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
+#include <list>
 #include <mutex>
 #include <new>
 #include <unordered_map>
@@ -50,6 +58,15 @@ constexpr size_t kPage = size_t(4) << 10;
 constexpr size_t kMappedMin = size_t(256) << 10;
 
 size_t round_up(size_t n, size_t to) { return (n + to - 1) / to * to; }
+
+// The mapping length for a request of nbytes: its size class, in whole
+// pages (whole huge pages from 2 MiB).
+size_t mapping_length(size_t nbytes) {
+  size_t power = 1;
+  while (power * 2 <= nbytes) power *= 2;
+  const size_t cls = power >= 4 ? round_up(nbytes, power / 4) : nbytes;
+  return round_up(cls, cls < kHugePage ? kPage : kHugePage);
+}
 
 // FASTACT_HUGE_PAGES=0 turns our own mappings off: plain torch allocations.
 bool huge_pages_enabled() {
@@ -78,35 +95,41 @@ struct Mapping {
   size_t length;
 };
 
-// Freed mappings by length, within cache_capacity_bytes() in total.
+// Freed mappings, most recently freed first, found by length; within
+// cache_capacity_bytes() in total at all times.
 class MappingCache {
  public:
   void* take(size_t length) {
     std::lock_guard<std::mutex> lock(mutex_);
-    auto it = free_.find(length);
-    if (it == free_.end() || it->second.empty()) return nullptr;
-    void* base = it->second.back();
+    auto it = by_length_.find(length);
+    if (it == by_length_.end() || it->second.empty()) return nullptr;
+    const auto entry = it->second.back();  // the most recently freed of that length
     it->second.pop_back();
+    void* base = entry->base;
+    recent_.erase(entry);
     cached_bytes_ -= length;
     return base;
   }
   void give(void* base, size_t length) {
+    std::vector<Mapping> evicted;
     {
       std::lock_guard<std::mutex> lock(mutex_);
-      if (cached_bytes_ + length <= cache_capacity_bytes()) {
-        free_[length].push_back(base);
+      if (length > cache_capacity_bytes()) {
+        evicted.push_back({base, length});
+      } else {
+        recent_.push_front({base, length});
+        by_length_[length].push_back(recent_.begin());
         cached_bytes_ += length;
-        return;
+        while (cached_bytes_ > cache_capacity_bytes()) evicted.push_back(evict_oldest());
       }
     }
-    munmap(base, length);
+    for (const Mapping& m : evicted) munmap(m.base, m.length);  // outside the lock: syscalls
   }
   void release_all() {
     std::lock_guard<std::mutex> lock(mutex_);
-    for (auto& [length, bases] : free_) {
-      for (void* base : bases) munmap(base, length);
-    }
-    free_.clear();
+    for (const Mapping& m : recent_) munmap(m.base, m.length);
+    recent_.clear();
+    by_length_.clear();
     cached_bytes_ = 0;
   }
   size_t cached_bytes() {
@@ -115,8 +138,19 @@ class MappingCache {
   }
 
  private:
+  Mapping evict_oldest() {
+    const Mapping oldest = recent_.back();
+    auto& same = by_length_[oldest.length];
+    const auto last = std::prev(recent_.end());
+    same.erase(std::find(same.begin(), same.end(), last));  // few per length: a short scan
+    recent_.pop_back();
+    cached_bytes_ -= oldest.length;
+    return oldest;
+  }
+
   std::mutex mutex_;
-  std::unordered_map<size_t, std::vector<void*>> free_;
+  std::list<Mapping> recent_;
+  std::unordered_map<size_t, std::vector<std::list<Mapping>::iterator>> by_length_;
   size_t cached_bytes_ = 0;
 };
 
@@ -159,7 +193,7 @@ class HugePageAllocator final : public c10::Allocator {
     if (nbytes < kMappedMin || !huge_pages_enabled()) {
       return c10::GetDefaultCPUAllocator()->allocate(nbytes);
     }
-    const size_t length = round_up(nbytes, nbytes < kHugePage ? kPage : kHugePage);
+    const size_t length = mapping_length(nbytes);
     void* data = mapping_cache().take(length);
     if (data == nullptr) data = map_pages(length);
     if (data == nullptr) return c10::GetDefaultCPUAllocator()->allocate(nbytes);
