@@ -221,13 +221,14 @@ def cross_entropy(input: Tensor, target: Tensor, weight: Optional[Tensor] = None
                                f"{_type_name(target.dtype)}")
         if ignore_index >= 0:
             raise RuntimeError("ignore_index is not supported for floating point target")
-        # torch computes -(log_softmax(input) * target * weight): the three dtypes promote
-        dtype = torch.promote_types(input.dtype, target.dtype)
-        if weight is not None:
-            dtype = torch.promote_types(dtype, weight.dtype)
-        input = input.to(dtype)  # the cast is differentiable: the gradient keeps input's dtype
-        weight = weight.to(dtype) if weight is not None else None
-        target = target.to(dtype)
+        if target.dtype != input.dtype or (weight is not None and weight.dtype != input.dtype):
+            # torch computes -(log_softmax(input) * target * weight): the three dtypes promote
+            dtype = torch.promote_types(input.dtype, target.dtype)
+            if weight is not None:
+                dtype = torch.promote_types(dtype, weight.dtype)
+            input = input.to(dtype)  # the cast is differentiable: the gradient keeps input's dtype
+            weight = weight.to(dtype) if weight is not None else None
+            target = target.to(dtype)
     else:
         _check_index_target(input, target)
         target = target.long()
@@ -275,10 +276,12 @@ def binary_cross_entropy_with_logits(input: Tensor, target: Tensor, weight: Opti
     if not target.is_floating_point():
         raise RuntimeError(f"result type {_type_name(input.dtype)} can't be cast to the desired output type "
                            f"{_type_name(target.dtype)}")
-    # torch's result has the target's dtype ((1 - target).mul_(input)...); it is
-    # computed here in the wider of the two, the cast being differentiable
-    result_dtype = target.dtype
-    if input.is_floating_point():  # integer logits: the kernel's NotImplementedError, as torch
+    # torch's result has the target's dtype ((1 - target).mul_(input)...); where
+    # that differs from the input's it is computed in the wider of the two and
+    # cast (differentiably). Integer logits: the kernel's NotImplementedError, as torch.
+    result_dtype = None
+    if target.dtype != input.dtype and input.is_floating_point():
+        result_dtype = target.dtype
         input = input.to(torch.promote_types(input.dtype, target.dtype))
     target = target.to(input.dtype)
     # broadcast as torch does (its errors for shapes that do not broadcast)
@@ -289,9 +292,10 @@ def binary_cross_entropy_with_logits(input: Tensor, target: Tensor, weight: Opti
     compute_grad = input.requires_grad and torch.is_grad_enabled()
     ops = _ops.traced if is_compiling() else _ops.eager
     loss, _ = ops.binary_cross_entropy_with_logits(input, target, weight, pos_weight, reduction_enum, compute_grad)
-    if torch.is_autocast_enabled(input.device.type):
-        return loss  # the op's autocast kernel decided, as torch's policy does (float32)
-    return loss.to(result_dtype) if input.is_floating_point() else loss
+    # under autocast the op's autocast kernel decided, as torch's policy does (float32)
+    if result_dtype is not None and not torch.is_autocast_enabled(input.device.type):
+        loss = loss.to(result_dtype)
+    return loss
 
 
 def fused_linear(input: Tensor, weight: Tensor, bias: Optional[Tensor] = None, activation: str = "none",
