@@ -7,7 +7,7 @@
 import pytest
 import torch
 
-from fastact.bench import _on_device, training_step
+from fastact_apps.bench.timing import on_device, training_step
 
 
 def pytest_addoption(parser):
@@ -52,7 +52,7 @@ def run_case(benchmark, bench_device):
         benchmark.extra_info["shape"] = list(shape)
         benchmark.extra_info["mode"] = mode
         benchmark.extra_info["device"] = bench_device
-        step = training_step(fn, x, g, backward, _on_device(aux, bench_device, x.dtype))
+        step = training_step(fn, x, g, backward, on_device(aux, bench_device, x.dtype))
         if bench_device == "cpu":
             benchmark(step)
             return

@@ -6,7 +6,7 @@ import pytest
 import torch.nn.functional as TF
 
 import fastact.functional as F
-from fastact.bench import LOSS_SIZES, OPS
+from fastact_apps.bench.specs import LOSS_SIZES, OPS
 
 TARGETS = {"index": OPS["cross_entropy"].aux, "probs": OPS["cross_entropy_probs"].aux,
            "bce": OPS["bce_with_logits"].aux}

@@ -2,14 +2,18 @@
 
     import fastact
     model = fastact.swap(model)        # or use fastact.ReLU, fastact.Softmax, ...
+
+Layers, each importing only from those below it: this package's public API
+(functional, modules, surgery) -> _backends (which backend runs the ops:
+cpp, numba, and the fake kernels) -> _checks and _spec (argument checks and
+messages; the op list and constants). The apps (`fastact train`, `fastact
+bench`) live beside the library, in fastact_apps.
 """
-from fastact import _fake
 from fastact import functional
-from fastact._backend import BackendInfo, backend, set_backend
-from fastact.fuse import fuse
+from fastact._backends import BackendInfo, backend, empty_cache, set_backend
 from fastact.modules import (GELU, SELU, BCEWithLogitsLoss, CrossEntropyLoss, Fused, FusedLinear, LeakyReLU, LogSoftmax,
                              ReLU, Sigmoid, Softmax, Tanh)
-from fastact.swap import swap
+from fastact.surgery import fuse, swap
 
 # The torch-namespace forms (torch.relu, torch.sigmoid, torch.softmax, ...).
 from fastact.functional import (  # noqa: E402
@@ -17,18 +21,7 @@ from fastact.functional import (  # noqa: E402
 )
 
 __version__ = "0.1.0"
-__all__ = ["ReLU", "LeakyReLU", "Sigmoid", "Tanh", "GELU", "SELU", "Softmax", "LogSoftmax", "CrossEntropyLoss", "BCEWithLogitsLoss", "FusedLinear", "Fused", "functional", "swap", "fuse", "backend", "set_backend", "BackendInfo", "empty_cache",
-           "relu", "relu_", "sigmoid", "tanh", "selu", "selu_", "softmax", "log_softmax"]
-
-_fake.register()
-
-
-def empty_cache() -> None:
-    """Return the freed CPU output buffers fastact keeps for reuse to the OS
-    (like torch.cuda.empty_cache for the CUDA caching allocator)."""
-    from fastact import _loader
-
-    if _loader.has_ops():
-        import torch
-
-        torch.ops.fastact._empty_cache()
+__all__ = ["ReLU", "LeakyReLU", "Sigmoid", "Tanh", "GELU", "SELU", "Softmax", "LogSoftmax", "CrossEntropyLoss",
+           "BCEWithLogitsLoss", "FusedLinear", "Fused", "functional", "swap", "fuse", "backend", "set_backend",
+           "BackendInfo", "empty_cache", "relu", "relu_", "sigmoid", "tanh", "selu", "selu_", "softmax",
+           "log_softmax"]

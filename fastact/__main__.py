@@ -1,48 +1,6 @@
-"""The fastact command line.
-
-    fastact train    train the tutorial models with stock torch and with fastact
-    fastact bench    fastact against stock torch, op by op, side by side
-    fastact info     which backend runs the ops, on what, built how
-"""
-import argparse
-import os
-
-import torch
-
-
-def _info(args) -> int:
-    import fastact
-
-    print(fastact.backend())
-    print(f"fastact {fastact.__version__}, torch {torch.__version__}, "
-          f"torch CPU capability {torch.backends.cpu.get_cpu_capability()}, "
-          f"{torch.get_num_threads()} threads")
-    thp = "/sys/kernel/mm/transparent_hugepage/enabled"
-    if os.path.exists(thp):
-        with open(thp) as f:
-            print(f"transparent huge pages: {f.read().strip()} "
-                  f"(THP_MEM_ALLOC_ENABLE={os.environ.get('THP_MEM_ALLOC_ENABLE', 'unset')}, "
-                  f"FASTACT_HUGE_PAGES={os.environ.get('FASTACT_HUGE_PAGES', 'unset')})")
-    return 0 if fastact.backend().name != "unavailable" else 1
-
-
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="fastact", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("info", help="which backend runs the ops and why").set_defaults(func=_info)
-    from fastact import bench as bench_module
-    from fastact import train as train_module
-
-    for name, module, text in (("train", train_module, "train the tutorial models, torch vs fastact"),
-                               ("bench", bench_module, "fastact against stock torch, op by op")):
-        cmd = sub.add_parser(name, help=text, description=module.__doc__,
-                             formatter_class=argparse.RawDescriptionHelpFormatter)
-        module.add_arguments(cmd)
-        cmd.set_defaults(func=module.main)
-    args = parser.parse_args(argv)
-    return args.func(args)
-
+"""`python -m fastact ...`: the command line, which lives with the apps
+(fastact_apps/cli.py); the library itself never imports them."""
+from fastact_apps.cli import main
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -11,8 +11,9 @@ implements: same names, parameters, defaults and results.
     cross_entropy     = softmax + negative log likelihood, fused (see below)
     binary_cross_entropy_with_logits = sigmoid + binary cross entropy, fused
 
-Each is one registered op (torch.ops.fastact.*) with a C++ autograd kernel;
-backward saves the output only.
+Each is one registered op (torch.ops.fastact.*, or torch.ops.fastact_numba.*
+on the Numba backend) with its own autograd; backward saves the output
+wherever the derivative allows.
 """
 import warnings
 from typing import Optional
@@ -23,15 +24,19 @@ from torch.compiler import is_compiling
 from torch.nn import _reduction
 from torch.overrides import handle_torch_function, has_torch_function_unary, has_torch_function_variadic
 
-from fastact import _fake, _ops
+from fastact import _backends, _checks
 
 __all__ = ["relu", "relu_", "leaky_relu", "leaky_relu_", "sigmoid", "tanh", "gelu", "selu", "selu_",
            "softmax", "log_softmax", "cross_entropy", "binary_cross_entropy_with_logits", "linear", "fused_linear"]
 
 
+def _ops():
+    # eager calls take the backend's direct bindings; torch.compile traces the OpOverloads
+    return _backends.traced if is_compiling() else _backends.eager
+
+
 def _pointwise(name: str, input: Tensor, *args, inplace: bool = False) -> Tensor:
-    # eager calls take fastact._C's direct bindings; torch.compile traces the OpOverloads
-    ops = _ops.traced if is_compiling() else _ops.eager
+    ops = _ops()
     if inplace:
         getattr(ops, name + "_")(input, *args)
         return input
@@ -118,8 +123,7 @@ def _softmax_family(name, input, dim, _stacklevel, dtype):
         dim = _get_softmax_dim(name, input.dim(), _stacklevel + 1)
     if dtype is not None:
         input = input.to(dtype)
-    ops = _ops.traced if is_compiling() else _ops.eager
-    return getattr(ops, name)(input, dim)
+    return getattr(_ops(), name)(input, dim)
 
 
 def softmax(input: Tensor, dim: Optional[int] = None, _stacklevel: int = 3,
@@ -143,36 +147,6 @@ def log_softmax(input: Tensor, dim: Optional[int] = None, _stacklevel: int = 3,
             log_softmax, (input,), input, dim=dim, _stacklevel=_stacklevel, dtype=dtype
         )
     return _softmax_family("log_softmax", input, dim, _stacklevel, dtype)
-
-
-# dtype -> the name torch's C++ messages use
-_SCALAR_TYPE_NAMES = {
-    torch.uint8: "Byte", torch.int8: "Char", torch.int16: "Short", torch.int32: "Int", torch.int64: "Long",
-    torch.float16: "Half", torch.bfloat16: "BFloat16", torch.float32: "Float", torch.float64: "Double",
-    torch.bool: "Bool", torch.complex64: "ComplexFloat", torch.complex128: "ComplexDouble",
-}
-
-
-def _type_name(dtype: torch.dtype) -> str:
-    return _SCALAR_TYPE_NAMES.get(dtype, str(dtype))
-
-
-def _check_index_target(input: Tensor, target: Tensor) -> None:
-    # torch's checks and messages (nll_loss_nd, nll_loss)
-    if target.dtype not in (torch.int64, torch.uint8):
-        raise RuntimeError(f"expected target dtype to be Long or Byte, but got {_type_name(target.dtype)}")
-    if input.dim() == 1:
-        if target.dim() > 1:
-            raise RuntimeError("0D or 1D target tensor expected, multi-target not supported")
-        if target.dim() == 1 and target.size(0) != 1:
-            raise ValueError(f"For 1D input, 1D target must have size 1, but got target size: {target.size(0)}")
-        return
-    if target.dim() == 0 or input.size(0) != target.size(0):
-        raise ValueError(f"Expected input batch_size ({input.size(0)}) to match target batch_size "
-                         f"({target.size(0) if target.dim() else 0}).")
-    if target.shape[1:] != input.shape[2:]:
-        expected = [input.size(0), *input.shape[2:]]
-        raise RuntimeError(f"Expected target size {expected}, got {list(target.shape)}")
 
 
 def cross_entropy(input: Tensor, target: Tensor, weight: Optional[Tensor] = None,
@@ -211,14 +185,14 @@ def cross_entropy(input: Tensor, target: Tensor, weight: Optional[Tensor] = None
     if input.dim() == 0:
         raise RuntimeError("cross_entropy: expected input of at least 1 dimension, got a 0-dim tensor")
     if not input.is_floating_point():  # the kernels' message (torch's names its log_softmax kernel)
-        raise NotImplementedError(f"\"cross_entropy\" not implemented for '{_type_name(input.dtype)}'")
+        raise _checks.not_implemented_for("cross_entropy", input.dtype)
     if label_smoothing > 1.0:  # torch refuses only this; below 0 (and NaN) smoothing is off
         raise RuntimeError(f"label_smoothing must be between 0.0 and 1.0. Got: {label_smoothing}")
     probabilities = input.shape == target.shape
     if probabilities:
         if not target.is_floating_point():
             raise RuntimeError(f"Expected floating point type for target with class probabilities, got "
-                               f"{_type_name(target.dtype)}")
+                               f"{_checks.type_name(target.dtype)}")
         if ignore_index >= 0:
             raise RuntimeError("ignore_index is not supported for floating point target")
         if target.dtype != input.dtype or (weight is not None and weight.dtype != input.dtype):
@@ -230,7 +204,7 @@ def cross_entropy(input: Tensor, target: Tensor, weight: Optional[Tensor] = None
             weight = weight.to(dtype) if weight is not None else None
             target = target.to(dtype)
     else:
-        _check_index_target(input, target)
+        _checks.check_index_target(input, target)
         target = target.long()
 
     class_dim = 1 if input.dim() >= 2 else 0
@@ -243,8 +217,7 @@ def cross_entropy(input: Tensor, target: Tensor, weight: Optional[Tensor] = None
 
     # The gradient is written in the forward pass only when it will be needed.
     compute_grad = input.requires_grad and torch.is_grad_enabled()
-    ops = _ops.traced if is_compiling() else _ops.eager
-    loss, _ = ops.cross_entropy(rows, flat_target, weight, reduction_enum, ignore_index,
+    loss, _ = _ops().cross_entropy(rows, flat_target, weight, reduction_enum, ignore_index,
                                 float(label_smoothing), compute_grad)
     if reduction_enum == 0:  # none: the per-sample shape
         loss = loss.reshape(batch_shape)
@@ -274,8 +247,8 @@ def binary_cross_entropy_with_logits(input: Tensor, target: Tensor, weight: Opti
     if target.size() != input.size():
         raise ValueError(f"Target size ({target.size()}) must be the same as input size ({input.size()})")
     if not target.is_floating_point():
-        raise RuntimeError(f"result type {_type_name(input.dtype)} can't be cast to the desired output type "
-                           f"{_type_name(target.dtype)}")
+        raise RuntimeError(f"result type {_checks.type_name(input.dtype)} can't be cast to the desired output type "
+                           f"{_checks.type_name(target.dtype)}")
     # torch's result has the target's dtype ((1 - target).mul_(input)...); where
     # that differs from the input's it is computed in the wider of the two and
     # cast (differentiably). Integer logits: the kernel's NotImplementedError, as torch.
@@ -290,8 +263,7 @@ def binary_cross_entropy_with_logits(input: Tensor, target: Tensor, weight: Opti
     if pos_weight is not None:
         pos_weight = torch.broadcast_to(pos_weight, input.shape).to(input.dtype)
     compute_grad = input.requires_grad and torch.is_grad_enabled()
-    ops = _ops.traced if is_compiling() else _ops.eager
-    loss, _ = ops.binary_cross_entropy_with_logits(input, target, weight, pos_weight, reduction_enum, compute_grad)
+    loss, _ = _ops().binary_cross_entropy_with_logits(input, target, weight, pos_weight, reduction_enum, compute_grad)
     # under autocast the op's autocast kernel decided, as torch's policy does (float32)
     if result_dtype is not None and not torch.is_autocast_enabled(input.device.type):
         loss = loss.to(result_dtype)
@@ -312,9 +284,8 @@ def fused_linear(input: Tensor, weight: Tensor, bias: Optional[Tensor] = None, a
     if has_torch_function_variadic(input, weight, bias):
         return handle_torch_function(fused_linear, (input, weight, bias), input, weight, bias=bias,
                                      activation=activation, negative_slope=negative_slope)
-    _fake.check_linear_activation(activation)
-    ops = _ops.traced if is_compiling() else _ops.eager
-    return ops.linear_act(input, weight, bias, activation, float(negative_slope))
+    _checks.check_linear_activation(activation)
+    return _ops().linear_act(input, weight, bias, activation, float(negative_slope))
 
 
 def linear(input: Tensor, weight: Tensor, bias: Optional[Tensor] = None) -> Tensor:

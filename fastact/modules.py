@@ -4,10 +4,19 @@ torch's own; only forward runs fastact."""
 from torch import Tensor, nn
 
 from fastact import functional as F
-from fastact._fake import check_linear_activation
+from fastact._checks import check_linear_activation
 
 __all__ = ["ReLU", "LeakyReLU", "Sigmoid", "Tanh", "GELU", "SELU", "Softmax", "LogSoftmax", "CrossEntropyLoss",
            "BCEWithLogitsLoss", "FusedLinear", "Fused"]
+
+
+def clone_as(module: nn.Module, cls: type) -> nn.Module:
+    """A `cls` carrying `module`'s state: the same settings, Parameters (the
+    objects, not copies), buffers, training flag and hooks. Its dicts are
+    copies, so later registrations on one do not show on the other."""
+    new = cls.__new__(cls)
+    new.__dict__.update({k: (v.copy() if isinstance(v, dict) else v) for k, v in module.__dict__.items()})
+    return new
 
 
 class ReLU(nn.ReLU):
@@ -105,8 +114,7 @@ class FusedLinear(nn.Linear):
     @classmethod
     def from_linear(cls, linear: nn.Linear, activation: str = "none", negative_slope: float = 0.01) -> "FusedLinear":
         """A FusedLinear over `linear`'s own Parameters (not copies) and settings."""
-        new = cls.__new__(cls)
-        new.__dict__.update({k: (v.copy() if isinstance(v, dict) else v) for k, v in linear.__dict__.items()})
+        new = clone_as(linear, cls)
         new._set_activation(activation, negative_slope)
         return new
 

@@ -18,6 +18,18 @@ def backend_ops():
     return {"cpp": torch.ops.fastact, "numba": torch.ops.fastact_numba}[fastact.backend().name]
 
 
+def eager_ops():
+    """The table of handles fastact.functional calls eagerly (what a test
+    patches to see the arguments the public API passes to its ops)."""
+    from fastact import _backends
+
+    return _backends.eager
+
+
+def eager_op(name):
+    return getattr(eager_ops(), name)
+
+
 DTYPES = [torch.float64, torch.float32, torch.float16, torch.bfloat16]
 LAYOUTS = ["contiguous", "transposed", "sliced", "expanded"]
 # 0-d, empty, 1-d, the tutorial size, N-d, and rows longer than a vector

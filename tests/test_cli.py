@@ -4,8 +4,9 @@ import json
 import pytest
 import torch
 
-from fastact import train as train_module
-from fastact.__main__ import main
+from fastact_apps.cli import main
+from fastact_apps.train.trainer import compare
+from fastact_apps.train.tutorials import TUTORIALS
 
 
 def test_train_prints_table_and_losses_agree(capsys, tmp_path):
@@ -39,8 +40,8 @@ def test_train_refuses_a_missing_device(capsys):
 
 
 def test_every_tutorial_trains_identically():
-    for name in train_module.TUTORIALS:
-        row = train_module.compare(name, epochs=1, warmup=1)
+    for name in TUTORIALS:
+        row = compare(name, epochs=1, warmup=1)
         assert row.agree, name
 
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.distributed as dist
 
-from fastact import train
+from fastact_apps.train.ddp import single_process_train
 
 
 @pytest.mark.skipif(not dist.is_available() or not dist.is_gloo_available(), reason="needs torch.distributed with gloo")
@@ -23,9 +23,9 @@ def test_ddp_two_processes_equal_single_process(tmp_path, name):
     assert done.returncode == 0, done.stderr[-3000:]
     assert "DistributedDataParallel, 2 processes (gloo)" in done.stdout and name in done.stdout
     ddp = torch.load(tmp_path / f"{name}.pt")
-    single = train.single_process_train(name, epochs=20)
+    single = single_process_train(name, epochs=20)
     assert list(ddp) == list(single)
     for key in single:
         # the same gradients summed in a different order: equal to rounding
         torch.testing.assert_close(ddp[key], single[key], rtol=1e-5, atol=1e-6)
-        assert not torch.equal(ddp[key], train.single_process_train(name, epochs=0)[key])  # it trained
+        assert not torch.equal(ddp[key], single_process_train(name, epochs=0)[key])  # it trained

@@ -9,7 +9,8 @@ from torch import nn
 
 import fastact
 import fastact.functional as F
-from fastact import train
+from fastact_apps.train.trainer import compare
+from fastact_apps.train.tutorials import TUTORIALS
 from reference import backward_node_name, make_input
 
 ACTIVATIONS = {  # name -> (negative_slope, torch's function)
@@ -135,9 +136,9 @@ def _unfused_fastact(model):
     return fastact.swap(copy.deepcopy(model))
 
 
-@pytest.mark.parametrize("name", [n for n in train.TUTORIALS if n != "mlp"] + ["mlp"])
+@pytest.mark.parametrize("name", [n for n in TUTORIALS if n != "mlp"] + ["mlp"])
 def test_fuse_keeps_every_tutorial_models_numbers(name):
-    tutorial = train.TUTORIALS[name]
+    tutorial = TUTORIALS[name]
     torch.manual_seed(0)
     model = tutorial.build()
     x, _ = tutorial.data()
@@ -200,7 +201,7 @@ def test_fuse_keeps_shared_layers_shared():
 
 
 def test_fused_training_follows_torch():
-    row = train.compare("circles", epochs=30, warmup=1)
+    row = compare("circles", epochs=30, warmup=1)
     assert row.matching_steps == 30 and row.agree
 
 

@@ -4,7 +4,7 @@ import torch
 from torch import nn
 
 import fastact
-from fastact.bench import leaky_mlp, saved_tensor_bytes
+from fastact_apps.bench.memory import leaky_mlp, saved_tensor_bytes
 
 
 def test_leaky_relu_mlp_keeps_no_pre_activation():

@@ -1,12 +1,43 @@
-"""fastact.fuse: swap, then merge each Linear with the activation after it."""
+"""Model surgery: fastact.swap puts fastact modules in place of the torch
+ones they mirror; fastact.fuse swaps, then merges each Linear with the
+activation after it. Both rebuild modules with modules.clone_as, so the new
+ones carry the old ones' Parameters, settings and hooks."""
 from typing import Dict, Optional, Tuple
 
 from torch import nn
 
 from fastact import modules
-from fastact.swap import swap
+from fastact.modules import REPLACEMENTS, clone_as
 
-__all__ = ["fuse"]
+__all__ = ["swap", "fuse"]
+
+
+def _replacement(module: nn.Module, memo: dict) -> nn.Module:
+    # Exact types only: a user's subclass of nn.ReLU may override forward.
+    cls = REPLACEMENTS.get(type(module))
+    if cls is None:
+        return module
+    if id(module) not in memo:
+        memo[id(module)] = clone_as(module, cls)
+    return memo[id(module)]
+
+
+def swap(model: nn.Module) -> nn.Module:
+    """Replace every torch.nn module fastact implements, anywhere in `model`'s
+    tree, with the fastact module carrying the same settings (a module shared
+    by several parents stays shared). Modifies `model` in place and returns
+    it; if `model` itself is replaceable, returns its replacement."""
+    memo: dict = {}
+    root = _replacement(model, memo)
+    if root is not model:
+        return root
+    for parent in list(model.modules()):
+        for name, child in list(parent._modules.items()):
+            if child is not None:
+                new = _replacement(child, memo)
+                if new is not child:
+                    parent._modules[name] = new
+    return model
 
 
 def _activation_of(module: nn.Module) -> Optional[Tuple[str, float]]:

@@ -1,6 +1,12 @@
-"""The Numba backend's op table: what fastact._ops binds when it runs.
+"""The Numba backend: every fastact op as a torch custom op
+(torch.ops.fastact_numba.*, defined in library.py) whose kernels are
+Numba-compiled (kernels.py), for machines where the C++ extension cannot be
+built or loaded. Same schemas, same autograd (autograd.py), same fake
+kernels, so opcheck and torch.compile work on it too. Imported on first use:
+compiling its kernels (cached on disk by Numba) costs time.
 
-Most entries are the custom ops themselves. The in-place ops and the fused
+This module holds the backend's op table, what fastact._backends binds when
+it runs. Most entries are the custom ops themselves. The in-place ops and the fused
 losses get thin wrappers that add what the C++ autograd kernels check before
 running (custom ops see no autograd state): in place, a tensor that needs a
 gradient is updated through a recorded copy (torch's own errors for leaves
@@ -9,7 +15,11 @@ from types import SimpleNamespace
 
 import torch
 
-_ops = None
+from fastact import _checks, _spec
+from fastact._backends.numba import autograd, kernels
+from fastact._backends.numba.library import NAMESPACE
+
+_table = None
 
 
 class _BackwardRaises(torch.autograd.Function):
@@ -23,10 +33,7 @@ class _BackwardRaises(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad):
-        raise RuntimeError(
-            "In-place leakyReLu backward calculation is triggered with a negative slope which is not supported. "
-            "This is caused by calling in-place forward function with a negative slope, please call out-of-place "
-            "version instead.")
+        raise RuntimeError(_checks.LEAKY_RELU_INPLACE_NEGATIVE_SLOPE)
 
 
 class _FromResult(torch.autograd.Function):
@@ -41,29 +48,22 @@ class _FromResult(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad):
-        from fastact.numba_backend import autograd
-
         (y,) = ctx.saved_tensors
         return autograd.run_backward("selu_backward", grad, y, True), None
 
 
 def _inplace(name: str):
-    from fastact.numba_backend import autograd
-
     out_of_place = getattr(torch.ops.fastact_numba, name).default
     mutate = getattr(torch.ops.fastact_numba, name + "_").default
 
     def op(x, *args):
         # checked before anything is written (torch.compile never traces an inference tensor here)
         if not torch.compiler.is_compiling() and x.is_inference() and not torch.is_inference_mode_enabled():
-            raise RuntimeError(
-                "Inplace update to inference tensor outside InferenceMode is not allowed.You can make a clone to get "
-                "a normal tensor before doing inplace update.See https://github.com/pytorch/rfcs/pull/17 for more "
-                "details.")
+                raise RuntimeError(_checks.INFERENCE_TENSOR_INPLACE)
         if torch.is_grad_enabled() and x.requires_grad:
             if name == "leaky_relu" and (args[0] if args else 0.01) < 0:
                 x.copy_(_BackwardRaises.apply(x, out_of_place, args))
-            elif autograd.saves_output(name, args):
+            elif _spec.saves_output(name, args):
                 x.copy_(out_of_place(x, *args))
             else:  # selu saves its input, which the copy overwrites
                 x.copy_(_FromResult.apply(x, out_of_place))
@@ -84,7 +84,7 @@ def _fused_loss(name: str):
     op = getattr(torch.ops.fastact_numba, name).default
 
     def checked(input, target, *rest):
-        # the C++ autograd kernel's checks (csrc/autograd/losses.cpp), same messages
+        # the C++ autograd kernel's checks (csrc/autograd/cross_entropy.cpp), same messages
         _check_no_forward_ad(name, input)
         if target.requires_grad and torch.is_grad_enabled():
             raise NotImplementedError(f"fastact.{name}: gradients with respect to the target are not implemented; "
@@ -135,30 +135,36 @@ _autocast_lib = None
 
 
 def _register_autocast_policy():
+    """_spec.AUTOCAST's CPU policy (the backend runs on the CPU only)."""
     global _autocast_lib
-    _autocast_lib = torch.library.Library("fastact_numba", "IMPL")
-    for name in ("cross_entropy", "binary_cross_entropy_with_logits"):
-        _register_autocast(_autocast_lib, name, lambda: torch.float32)
-    _register_autocast(_autocast_lib, "linear_act", lambda: torch.get_autocast_dtype("cpu"))
+    _autocast_lib = torch.library.Library(NAMESPACE, "IMPL")
+    dtypes = {"float32": lambda: torch.float32, "lower": lambda: torch.get_autocast_dtype("cpu")}
+    for name, policy in _spec.AUTOCAST["cpu"].items():
+        _register_autocast(_autocast_lib, name, dtypes[policy])
 
 
-def load(names) -> SimpleNamespace:
-    """The table for `names` (fastact._ops' list); registers the ops on first use."""
-    global _ops
-    if _ops is None:
-        from fastact import _fake
-        from fastact.numba_backend import autograd, ops  # noqa: F401  (defines the custom ops)
-
-        _fake.register(ops.NS + "::")
+def table() -> SimpleNamespace:
+    """The backend's op table, one entry per _spec.OPS; registers the ops'
+    autograd and autocast kernels on first use."""
+    global _table
+    if _table is None:
         autograd.register()
         _register_autocast_policy()
-        table = {}
-        for name in names:
-            if name in ("relu_", "leaky_relu_", "selu_"):
-                table[name] = _inplace(name[:-1])
-            elif name in ("cross_entropy", "binary_cross_entropy_with_logits"):
-                table[name] = _fused_loss(name)
+        entries = {}
+        for name in _spec.OPS:
+            if name in _spec.INPLACE:
+                entries[name] = _inplace(_spec.INPLACE[name])
+            elif name in _spec.FUSED_LOSSES:
+                entries[name] = _fused_loss(name)
             else:
-                table[name] = _no_forward_ad(name)
-        _ops = SimpleNamespace(**table)
-    return _ops
+                entries[name] = _no_forward_ad(name)
+        _table = SimpleNamespace(**entries)
+    return _table
+
+
+def build() -> str:
+    """What runs the kernels, for fastact.backend()."""
+    import numba
+
+    return (f"numba {numba.__version__}, threading layer {numba.config.THREADING_LAYER}, "
+            f"{numba.config.NUMBA_NUM_THREADS} threads, serial below {kernels.SERIAL_GRAIN} elements")

@@ -1,7 +1,8 @@
-"""The fastact ops on Numba kernels, registered as torch custom ops under
-torch.ops.fastact_numba with the C++ ops' schemas, autograd and fake
-kernels. Importing this module registers them (and loads or compiles the
-kernels lazily, on each kernel's first call).
+"""The library torch.ops.fastact_numba: the fastact ops on Numba kernels,
+as torch custom ops with the C++ ops' schemas (tests/test_layout.py checks
+that they match). Importing this module defines them; autograd.py registers
+their derivatives and fastact._backends.fake their fake kernels. The kernels
+are loaded or compiled lazily, on each kernel's first call.
 
 Conventions shared with the C++ backend: outputs keep the layout
 torch.empty_like gives (softmax: contiguous); backward saves the output
@@ -14,10 +15,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from fastact import _fake
-from fastact.numba_backend import kernels
+from fastact import _checks, _spec
+from fastact._backends.numba import kernels
 
-NS = "fastact_numba"
+NAMESPACE = "fastact_numba"
 _REDUCED = (torch.float16, torch.bfloat16)
 
 
@@ -72,22 +73,14 @@ def _pointwise(name: str, kernel, out_like: Tensor, inputs, *scalars, out: Optio
     return out
 
 
-def _type_name(dtype) -> str:
-    from fastact.functional import _type_name
-
-    return _type_name(dtype)
-
-
-def _floating(name: str, x: Tensor) -> None:
-    # the message of the C++ kernels' AT_DISPATCH_FLOATING_TYPES
-    if not x.is_floating_point():
-        raise NotImplementedError(f'"{name}" not implemented for \'{_type_name(x.dtype)}\'')
+# the message of the C++ kernels' AT_DISPATCH_FLOATING_TYPES
+_floating = _checks.check_floating
 
 
 def _not_bool_or_complex(x: Tensor) -> None:
-    _fake._not_bool(x)
+    _checks.check_relu_input(x)
     if x.is_complex():
-        raise NotImplementedError(f'"relu" not implemented for \'{_type_name(x.dtype)}\'')
+        raise _checks.not_implemented_for("relu", x.dtype)
 
 
 def _same_layout(name: str, g: Tensor, saved: Tensor) -> None:
@@ -102,7 +95,7 @@ def _same_layout(name: str, g: Tensor, saved: Tensor) -> None:
 # ---- custom ops ---------------------------------------------------------------
 
 def _op(name, mutates_args=()):
-    return torch.library.custom_op(f"{NS}::{name}", mutates_args=mutates_args)
+    return torch.library.custom_op(f"{NAMESPACE}::{name}", mutates_args=mutates_args)
 
 
 @_op("relu")
@@ -173,14 +166,14 @@ def tanh_backward(grad_output: Tensor, result: Tensor) -> Tensor:
 
 @_op("gelu")
 def gelu(self: Tensor, approximate: str = "none") -> Tensor:
-    _fake.check_approximate(approximate)
+    _checks.check_approximate(approximate)
     _floating("gelu", self)
     return _pointwise("gelu", kernels.gelu, self, (self,), approximate == "tanh")
 
 
 @_op("gelu_backward")
 def gelu_backward(grad_output: Tensor, self: Tensor, approximate: str = "none") -> Tensor:
-    _fake.check_approximate(approximate)
+    _checks.check_approximate(approximate)
     _same_layout("gelu_backward", grad_output, self)
     return _pointwise("gelu_backward", kernels.gelu_backward, self, (grad_output, self), approximate == "tanh")
 
@@ -201,7 +194,7 @@ def selu_(self: Tensor) -> None:
 def selu_backward(grad_output: Tensor, self_or_result: Tensor, is_result: bool) -> Tensor:
     _same_layout("selu_backward", grad_output, self_or_result)
     return _pointwise("selu_backward", kernels.selu_backward, self_or_result, (grad_output, self_or_result),
-                      bool(is_result), kernels.SELU_SCALE, kernels.SELU_ALPHA * kernels.SELU_SCALE)
+                      bool(is_result), _spec.SELU_SCALE, _spec.SELU_ALPHA * _spec.SELU_SCALE)
 
 
 def _rows(t: Tensor, dim: int) -> Tensor:
@@ -222,10 +215,7 @@ def _from_rows(rows: Tensor, like: Tensor, dim: int) -> Tensor:
 
 def _softmax_forward(name: str, self: Tensor, dim: int, log: bool) -> Tensor:
     _check_cpu(name, self)
-    _fake._check_dim(self, dim)
-    if not self.is_floating_point():
-        raise NotImplementedError(f"{name}: expected a floating point input, got {self.dtype} "
-                                  "(pass dtype= to compute in a floating type)")
+    _checks.check_softmax_input(name, self, dim)
     if self.numel() == 0:
         return torch.empty(self.shape, dtype=self.dtype)
     dim = dim % max(self.dim(), 1)
@@ -237,7 +227,7 @@ def _softmax_forward(name: str, self: Tensor, dim: int, log: bool) -> Tensor:
 
 def _softmax_backward(name: str, grad_output: Tensor, output: Tensor, dim: int, log: bool) -> Tensor:
     _check_cpu(name, grad_output, output)
-    _fake._check_dim(output, dim)
+    _checks.check_dim(output, dim)
     _same_layout(name, grad_output, output)
     if output.numel() == 0:
         return torch.empty(output.shape, dtype=output.dtype)
@@ -268,7 +258,7 @@ def log_softmax_backward(grad_output: Tensor, output: Tensor, dim: int) -> Tenso
     return _softmax_backward("log_softmax_backward", grad_output, output, dim, True)
 
 
-_NONE, _MEAN, _SUM = 0, 1, 2
+_NONE, _MEAN, _SUM = _spec.REDUCTION_NONE, _spec.REDUCTION_MEAN, _spec.REDUCTION_SUM
 
 
 def _divide(a: float, b: float) -> float:
@@ -316,7 +306,7 @@ def cross_entropy(input: Tensor, target: Tensor, weight: Optional[Tensor], reduc
         raise RuntimeError(f"weight tensor should be defined either for all {C} classes or no classes but got "
                            f"weight tensor of shape: {list(weight.shape)}")
     if weight is not None and weight.dtype != input.dtype:
-        raise RuntimeError(f"expected scalar type {_type_name(input.dtype)} but found {_type_name(weight.dtype)}")
+        raise RuntimeError(f"expected scalar type {_checks.type_name(input.dtype)} but found {_checks.type_name(weight.dtype)}")
     w, use_weight = _optional(weight, np.float32 if work == torch.float32 else np.float64)
     index = target.contiguous().numpy() if use_index else np.zeros(1, dtype=np.int64)
     probs = _numpy(target.contiguous()) if not use_index else np.zeros((1, 1), dtype=w.dtype)
@@ -379,7 +369,7 @@ def binary_cross_entropy_with_logits(input: Tensor, target: Tensor, weight: Opti
 def linear_act(input: Tensor, weight: Tensor, bias: Optional[Tensor] = None, activation: str = "none",
                negative_slope: float = 0.01) -> Tensor:
     """torch's Linear arithmetic (addmm), then the activation on the Numba kernels."""
-    _fake.check_linear_activation(activation)
+    _checks.check_linear_activation(activation)
     if input.dim() < 1 or weight.dim() < 1:
         raise RuntimeError(f"both arguments to linear need to be at least 1D, but they are {input.dim()}D and "
                            f"{weight.dim()}D")

@@ -11,6 +11,8 @@ import numba
 import numpy as np
 from numba import prange
 
+from fastact import _spec
+
 # Below this many elements a kernel runs on the calling thread.
 SERIAL_GRAIN = 32768
 
@@ -34,8 +36,7 @@ def _jit(body):
 
 # ---- pointwise activations: flat arrays, out[i] = f(x[i]) ----------------
 
-SELU_ALPHA = 1.6732632423543772848170429916717
-SELU_SCALE = 1.0507009873554804934193349852946
+SELU_ALPHA, SELU_SCALE = _spec.SELU_ALPHA, _spec.SELU_SCALE  # compile-time constants to Numba
 
 
 @_jit

@@ -5,10 +5,12 @@ differentiable formula when the backward is itself recorded (create_graph);
 the fused losses keep the gradient their forward wrote and only scale it."""
 import torch
 
-from fastact.numba_backend import ops
+from fastact import _checks, _spec
+from fastact._backends.numba import library
+from fastact._backends.numba.library import NAMESPACE
 
 aten = torch.ops.aten
-SELU_ALPHA, SELU_SCALE = 1.6732632423543772848170429916717, 1.0507009873554804934193349852946
+SELU_ALPHA, SELU_SCALE = _spec.SELU_ALPHA, _spec.SELU_SCALE
 
 # backward op -> ATen's differentiable formula for the same derivative
 DIFFERENTIABLE = {
@@ -23,10 +25,6 @@ DIFFERENTIABLE = {
 }
 
 
-# torch's message for a backward through freed saved tensors
-SECOND_BACKWARD = ("Trying to backward through the graph a second time (or directly access saved tensors after they "
-                   "have already been freed). Specify retain_graph=True if you need to backward through the graph a "
-                   "second time.")
 # whether the running backward retains the graph (True where torch lacks the query: nothing is freed)
 _keep_graph = getattr(torch._C._autograd, "_get_current_graph_task_keep_graph", lambda: True)
 
@@ -35,30 +33,10 @@ def run_backward(name, *args):
     """The derivative: the Numba op, or ATen's formula under create_graph."""
     if torch.is_grad_enabled():
         return DIFFERENTIABLE[name](*args)
-    return getattr(ops, name)(*args)
+    return getattr(library, name)(*args)
 
 
-# forward op -> (backward op, whether it saves its output given its non-tensor
-# args; the backward op's non-tensor args, by default the forward's)
-POINTWISE = {
-    "relu": ("relu_backward", lambda args: True),
-    "leaky_relu": ("leaky_relu_backward", lambda args: (args[0] if args else 0.01) >= 0),
-    "sigmoid": ("sigmoid_backward", lambda args: True),
-    "tanh": ("tanh_backward", lambda args: True),
-    "gelu": ("gelu_backward", lambda args: False),
-    # from the input, as torch: the output loses exp(x) to rounding for x << 0
-    "selu": ("selu_backward", lambda args: False, lambda args: (False,)),
-    "softmax": ("softmax_backward", lambda args: True),
-    "log_softmax": ("log_softmax_backward", lambda args: True),
-}
-
-
-def saves_output(name, args) -> bool:
-    """Whether forward op `name` with non-tensor args `args` saves its output."""
-    return POINTWISE[name][1](args)
-
-
-def _register_saving_one(name, backward_name, saves_output, backward_args=lambda args: args):
+def _register_saving_one(name, backward_name, saves_output, backward_args):
     def setup_context(ctx, inputs, output):
         ctx.args = inputs[1:]
         ctx.save_for_backward(output if saves_output(ctx.args) else inputs[0])
@@ -67,7 +45,7 @@ def _register_saving_one(name, backward_name, saves_output, backward_args=lambda
         (saved,) = ctx.saved_tensors
         return (run_backward(backward_name, grad, saved, *backward_args(ctx.args)),) + (None,) * len(ctx.args)
 
-    torch.library.register_autograd(f"{ops.NS}::{name}", backward, setup_context=setup_context)
+    torch.library.register_autograd(f"{NAMESPACE}::{name}", backward, setup_context=setup_context)
 
 
 def _register_backward_op(name):
@@ -89,7 +67,7 @@ def _register_backward_op(name):
         grads = [next(found) if t.requires_grad else None for t in leaves]
         return tuple(grads) + (None,) * len(ctx.args)
 
-    torch.library.register_autograd(f"{ops.NS}::{name}", backward, setup_context=setup_context)
+    torch.library.register_autograd(f"{NAMESPACE}::{name}", backward, setup_context=setup_context)
 
 
 def _register_fused_loss(name):
@@ -106,20 +84,19 @@ def _register_fused_loss(name):
                                f"torch.nn.functional.{name} where second derivatives are needed")
         grad = ctx.grad
         if grad is None:
-            raise RuntimeError(SECOND_BACKWARD)
+            raise RuntimeError(_checks.SECOND_BACKWARD)
         if not _keep_graph():
             ctx.grad = None  # freed as a saved tensor would be: a second backward raises
         scale = grad_loss.unsqueeze(-1) if grad_loss.dim() < grad.dim() else grad_loss
         return (grad * scale,) + (None,) * (ctx.n_inputs - 1)
 
-    torch.library.register_autograd(f"{ops.NS}::{name}", backward, setup_context=setup_context)
+    torch.library.register_autograd(f"{NAMESPACE}::{name}", backward, setup_context=setup_context)
 
 
 def _activation_grad(activation, slope, grad, saved):
     if activation == "none":
         return grad
-    name = {"relu": "relu_backward", "leaky_relu": "leaky_relu_backward", "sigmoid": "sigmoid_backward",
-            "tanh": "tanh_backward"}[activation]
+    name = _spec.LINEAR_ACTIVATION_BACKWARD[activation]
     return run_backward(name, grad, saved, slope) if activation == "leaky_relu" else run_backward(name, grad, saved)
 
 
@@ -158,14 +135,14 @@ def _register_linear():
             grad_bias = g.sum_to_size(ctx.bias_shape)  # a broadcast bias, e.g. (1, out), as C++ at::sum_to
         return grad_input, grad_weight, grad_bias, None, None
 
-    torch.library.register_autograd(f"{ops.NS}::linear_act", backward, setup_context=setup_context)
+    torch.library.register_autograd(f"{NAMESPACE}::linear_act", backward, setup_context=setup_context)
 
 
 def register() -> None:
-    for name, entry in POINTWISE.items():
+    for name, entry in _spec.BACKWARD.items():
         _register_saving_one(name, *entry)
     for name in DIFFERENTIABLE:
         _register_backward_op(name)
-    for name in ("cross_entropy", "binary_cross_entropy_with_logits"):
+    for name in _spec.FUSED_LOSSES:
         _register_fused_loss(name)
     _register_linear()

@@ -1,0 +1,75 @@
+"""The C++ backend: the one place that loads the compiled extension,
+fastact._C, and its table of op handles.
+
+Importing _C registers the fastact ops with torch's dispatcher. A missing or
+broken build (no compiler at install time, a torch upgraded since) must not
+break `import fastact`: the failure is kept here (`load_error`), reported by
+fastact.backend(), and fastact falls back to its Numba backend.
+"""
+import os
+from types import SimpleNamespace
+
+import torch
+
+from fastact import _spec
+
+_C = None
+load_error = None
+
+
+def load() -> bool:
+    """Import fastact._C (once); True when its ops are registered."""
+    global _C, load_error
+    if _C is not None:
+        return True
+    try:
+        from fastact import _C as module
+    except (ImportError, OSError) as e:  # OSError: an undefined symbol after a torch upgrade
+        load_error = e
+        package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        if os.path.exists(os.path.join(os.path.dirname(package), "setup.py")):
+            # The usual cause: `python -m ...` run inside the source tree
+            # imports this unbuilt copy instead of the installed package.
+            load_error = ImportError(
+                f"{e}; fastact was imported from its source tree ({package}), which has no built "
+                "extension: run from another directory or with `python -P`, or build in place "
+                "with `python setup.py build_ext --inplace`"
+            )
+        return False
+    _C, load_error = module, None
+    return True
+
+
+def loaded() -> bool:
+    """True when fastact._C loaded and its ops are registered."""
+    return _C is not None
+
+
+def where() -> str:
+    return _C.__file__
+
+
+def tables():
+    """(traced, eager) handles: torch.ops.fastact's OpOverloads, which
+    torch.compile traces, and for eager calls _C's direct bindings where it
+    has them (unboxed calls into the dispatcher, about 1 us cheaper per call
+    than a torch.ops call)."""
+    traced = SimpleNamespace(**{n: getattr(torch.ops.fastact, n).default for n in _spec.OPS})
+    eager = SimpleNamespace(**{n: getattr(_C, n, getattr(traced, n)) for n in _spec.OPS})
+    return traced, eager
+
+
+def devices():
+    found = ["cpu"]
+    if torch._C._dispatch_has_kernel_for_dispatch_key("fastact::relu", "CUDA"):
+        found.append("cuda")
+    return tuple(found)
+
+
+def build() -> str:
+    return torch.ops.fastact._build_info()
+
+
+def empty_cache() -> None:
+    if loaded():
+        torch.ops.fastact._empty_cache()
