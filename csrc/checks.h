@@ -8,12 +8,12 @@
 #include <c10/core/DefaultDtype.h>
 #include <c10/util/Exception.h>
 
+#include "constants.h"
+
 #include <limits>
 #include <optional>
 
 namespace fastact {
-
-enum Reduction : int64_t { kNone = 0, kMean = 1, kSum = 2 };
 
 inline void check_grad_pair(const char* op, const at::Tensor& grad, const at::Tensor& saved) {
   TORCH_CHECK(grad.sizes() == saved.sizes(), op, ": grad_output of shape ", grad.sizes(),
@@ -48,14 +48,10 @@ inline int64_t check_softmax_input(const char* name, const at::Tensor& self, int
   return dim;
 }
 
-// The sizes before, along and after dim (0-d: one of each): the
-// [outer, classes, inner] view of a contiguous tensor that every backend's
-// softmax kernels walk.
-struct SizesAround {
-  int64_t outer, classes, inner;
-};
-inline SizesAround sizes_around(const at::Tensor& t, int64_t dim) {
-  SizesAround s{1, t.dim() == 0 ? 1 : t.size(dim), 1};
+// t's sizes before, along and after dim: the RowShape (constants.h) the row
+// kernels walk.
+inline RowShape row_shape(const at::Tensor& t, int64_t dim) {
+  RowShape s{1, t.dim() == 0 ? 1 : t.size(dim), 1};
   for (int64_t d = 0; d < dim; ++d) s.outer *= t.size(d);
   for (int64_t d = dim + 1; d < t.dim(); ++d) s.inner *= t.size(d);
   return s;

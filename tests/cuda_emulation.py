@@ -54,7 +54,9 @@ def load():
     sources.append(os.path.join(EMULATOR, "library.cpp"))
     cpp_extension.load(
         name="fastact_cuda_emulation", sources=sources, build_directory=build, is_python_module=False,
-        extra_include_paths=[os.path.join(ROOT, "csrc"), EMULATOR, include],
-        extra_cflags=["-DFASTACT_CUDA_EMULATION", "-O1", "-pthread", "-Wno-attributes"],
+        # the emulator first: its cuda/platform.cuh and cuda/device_scope.h
+        # stand in for csrc/cuda's (the GPU and the torch CUDA runtime)
+        extra_include_paths=[EMULATOR, os.path.join(ROOT, "csrc"), include],
+        extra_cflags=["-O1", "-pthread", "-Wno-attributes"],
         extra_ldflags=["-pthread"], verbose=False)
     return torch.ops.fastact_cuda_emulation

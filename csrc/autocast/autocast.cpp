@@ -11,7 +11,7 @@
 //    run in their input's dtype, as torch's.
 // Each kernel casts with at::autocast::cached_cast (float64 and integer
 // tensors pass through), excludes the autocast key and redispatches.
-#include "autograd/op_handles.h"
+#include "op_handles.h"
 
 #include <ATen/autocast_mode.h>
 #include <torch/library.h>
@@ -20,7 +20,7 @@ namespace fastact::autocast {
 namespace {
 
 using at::autocast::CastPolicy;
-namespace ops = fastact::autograd::ops;
+namespace ops = fastact::ops;
 
 template <CastPolicy policy, c10::DeviceType device, typename Signature, Signature* F>
 constexpr auto wrap = &at::autocast::WrapFunction<policy, device, Signature, Signature, F>::type::call;

@@ -13,7 +13,8 @@
 // Backward ops run fastact's kernel; when the backward itself is being
 // recorded (create_graph), they run ATen's differentiable formula for the
 // same derivative instead, so double (and higher) backward works.
-#include "autograd/op_handles.h"
+#include "autograd/autograd.h"
+#include "constants.h"
 
 #include <ATen/ops/elu_backward.h>
 #include <ATen/ops/gelu_backward.h>
@@ -33,8 +34,6 @@ namespace {
 using torch::autograd::SavedVariable;
 using torch::autograd::variable_list;
 
-constexpr double kSeluAlpha = 1.6732632423543772848170429916717;
-constexpr double kSeluScale = 1.0507009873554804934193349852946;
 
 // Op traits: the op's parameters, and for each op forward (fastact), forward_
 // (in place, where torch has it), backward(g, s) (fastact) and

@@ -8,7 +8,7 @@
 //   log_softmax: d/dg = gg - sum(gg * exp(y))
 //                d/dy = -gg * exp(y) * sum(g)
 // written with ATen ops so that higher orders keep working.
-#include "autograd/op_handles.h"
+#include "autograd/autograd.h"
 
 #include <ATen/TensorOperators.h>
 #include <ATen/WrapDimUtils.h>

@@ -1,5 +1,5 @@
 // _scale_grad_ everywhere but CUDA (which has its own kernel, in
-// cuda/activation.cpp, that skips the pass when the scale is 1): an in-place
+// cuda/scale_grad.cpp, that skips the pass when the scale is 1): an in-place
 // multiply. As CompositeExplicitAutograd it also serves the Meta key, so
 // torch.compile traces it without a Python fake kernel.
 #include <ATen/ops/mul.h>

@@ -174,8 +174,6 @@ at::Tensor gelu_backward(const at::Tensor& grad_output, const at::Tensor& self, 
   return grad_input;
 }
 
-constexpr double kSeluAlpha = 1.6732632423543772848170429916717;
-constexpr double kSeluScale = 1.0507009873554804934193349852946;
 
 template <typename T>
 void selu_into(const at::Tensor& x, const at::Tensor& out) {

@@ -92,36 +92,27 @@ struct StridedRows {
   int64_t scratch_index(int64_t o) const { return o / inner * IO::kStep; }
 };
 
-struct RowShape {
-  int64_t outer, C, inner;
-};
-
-inline RowShape row_shape(const at::Tensor& t, int64_t dim) {
-  const SizesAround s = sizes_around(t, dim);
-  return {s.outer, s.classes, s.inner};
-}
-
 // Runs row_fn(row_policy, offset_of_row_start, scratch) over every row of a
 // contiguous [outer, C, inner] tensor, in parallel when it pays.
 template <typename T, typename RowFn>
 void for_each_row(const RowShape& s, bool stream, const RowFn& row_fn) {
   using IO = VecIO<T>;
   if (s.inner == 1) {
-    const LastDimRow<T> row{s.C, stream};
-    parallel_for_rows(s.outer, s.C, [&](int64_t begin, int64_t end) {
+    const LastDimRow<T> row{s.classes, stream};
+    parallel_for_rows(s.outer, s.classes, [&](int64_t begin, int64_t end) {
       std::vector<acc_t<T>> scratch(row.scratch_size());
-      for (int64_t r = begin; r < end; ++r) row_fn(row, r * s.C, scratch.data());
+      for (int64_t r = begin; r < end; ++r) row_fn(row, r * s.classes, scratch.data());
       if (stream) streaming_store_fence();
     });
     return;
   }
   const int64_t blocks_per_outer = (s.inner + IO::kStep - 1) / IO::kStep;
-  parallel_for_rows(s.outer * blocks_per_outer, s.C * IO::kStep, [&](int64_t begin, int64_t end) {
-    std::vector<acc_t<T>> scratch(s.C * IO::kStep);
+  parallel_for_rows(s.outer * blocks_per_outer, s.classes * IO::kStep, [&](int64_t begin, int64_t end) {
+    std::vector<acc_t<T>> scratch(s.classes * IO::kStep);
     for (int64_t b = begin; b < end; ++b) {
       const int64_t o = b / blocks_per_outer, first = (b % blocks_per_outer) * IO::kStep;
-      const StridedRows<T> rows{s.C, s.inner, std::min<int64_t>(IO::kStep, s.inner - first)};
-      row_fn(rows, o * s.C * s.inner + first, scratch.data());
+      const StridedRows<T> rows{s.classes, s.inner, std::min<int64_t>(IO::kStep, s.inner - first)};
+      row_fn(rows, o * s.classes * s.inner + first, scratch.data());
     }
   });
 }

@@ -1,5 +1,5 @@
-// CUDA kernels for the pointwise activations and their backward, plus the
-// fused losses' gradient scaling. One elementwise kernel serves them all: it
+// CUDA kernels for the pointwise activations and their backward. One
+// elementwise kernel serves them all: it
 // walks the storage in 16-byte packs (grid-stride, int64 offsets) and applies
 // a functor in acc_t, so each activation is only its math, written below.
 //   relu(x)       = max(x, 0)                  d: g * (y > 0)
@@ -14,8 +14,6 @@
 namespace fastact::cuda {
 namespace {
 
-constexpr double kSeluAlpha = 1.6732632423543772848170429916717;
-constexpr double kSeluScale = 1.0507009873554804934193349852946;
 constexpr double kGeluBeta = 0.7978845608028654;  // sqrt(2 / pi)
 constexpr double kGeluKappa = 0.044715;
 constexpr double kSqrtHalf = 0.7071067811865476;
@@ -176,23 +174,6 @@ cudaError_t with_activation(Activation act, double param, F&& f) {
   return cudaErrorInvalidValue;
 }
 
-// grad *= *scale unless *scale == 1 (see launchers.h).
-template <typename T, int V>
-__global__ void scale_grad_kernel(T* grad, const T* __restrict__ scale_ptr, int64_t n) {
-  const acc_t<T> scale = to_acc(*scale_ptr);
-  if (scale == acc_t<T>(1)) return;
-  const int64_t packs = n / V;
-  for (int64_t p = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; p < packs; p += int64_t(gridDim.x) * blockDim.x) {
-    Pack<T, V> v = load_pack<T, V>(grad + p * V);
-    for (int k = 0; k < V; ++k) v.v[k] = from_acc<T>(to_acc(v.v[k]) * scale);
-    store_pack<T, V>(grad + p * V, v);
-  }
-  if (blockIdx.x == 0 && threadIdx.x < n - packs * V) {
-    T* g = grad + packs * V + threadIdx.x;
-    *g = from_acc<T>(to_acc(*g) * scale);
-  }
-}
-
 }  // namespace
 
 cudaError_t launch_activation(Activation act, ScalarType type, const void* x, void* out, int64_t n, double param,
@@ -221,23 +202,6 @@ cudaError_t launch_activation_backward(Activation act, ScalarType type, const vo
       return launch_map<T, 2>(static_cast<const T*>(grad), static_cast<const T*>(saved), static_cast<T*>(grad_input),
                               n, op, stream);
     });
-  });
-}
-
-cudaError_t launch_scale_grad(ScalarType type, void* grad, const void* scale, int64_t n, cudaStream_t stream) {
-  return dispatch_floating(type, [&](auto tag) -> cudaError_t {
-    using T = decltype(tag);
-    if (n == 0) return cudaSuccess;
-    constexpr int kThreads = 256;
-    const int64_t max_blocks = int64_t(sm_count()) * (2048 / kThreads) * 4;
-    T* g = static_cast<T*>(grad);
-    if (packs_aligned(g)) {
-      constexpr int V = kPack<T>;
-      const int64_t blocks = std::max<int64_t>(1, std::min(max_blocks, (n / V + kThreads - 1) / kThreads));
-      return launch(scale_grad_kernel<T, V>, blocks, kThreads, stream, g, static_cast<const T*>(scale), n);
-    }
-    const int64_t blocks = std::max<int64_t>(1, std::min(max_blocks, (n + kThreads - 1) / kThreads));
-    return launch(scale_grad_kernel<T, 1>, blocks, kThreads, stream, g, static_cast<const T*>(scale), n);
   });
 }
 

@@ -53,17 +53,17 @@ cudaError_t launch_binary_cross_entropy(ScalarType type, const BinaryCrossEntrop
   return dispatch_floating(type, [&](auto tag) -> cudaError_t {
     using T = decltype(tag);
     using A = acc_t<T>;
-    const bool reduced = a.reduction != Reduction::None;
+    const bool reduced = a.reduction != kNone;
     const int64_t blocks = std::max<int64_t>(1, std::min(max_blocks(), (a.n + kThreads - 1) / kThreads));
     double* partials = reduced ? static_cast<double*>(a.workspace) : nullptr;
-    const A grad_scale = a.reduction == Reduction::Mean && a.n > 0 ? A(1.0 / double(a.n)) : A(1);
+    const A grad_scale = a.reduction == kMean && a.n > 0 ? A(1.0 / double(a.n)) : A(1);
     const cudaError_t err =
         launch(binary_cross_entropy_kernel<T>, blocks, kThreads, stream, static_cast<const T*>(a.input),
                static_cast<const T*>(a.target), static_cast<const T*>(a.weight), static_cast<const T*>(a.pos_weight),
                a.n, grad_scale, reduced ? nullptr : static_cast<T*>(a.loss), static_cast<T*>(a.grad), partials);
     if (err != cudaSuccess || !reduced) return err;
     return launch(finalize_loss_kernel<T>, 1, 256, stream, partials, blocks, static_cast<const double*>(nullptr),
-                  int64_t(0), double(a.n), a.reduction == Reduction::Mean, static_cast<T*>(a.loss));
+                  int64_t(0), double(a.n), a.reduction == kMean, static_cast<T*>(a.loss));
   });
 }
 

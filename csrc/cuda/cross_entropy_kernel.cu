@@ -35,7 +35,7 @@ struct Problem {
   int64_t rows, classes, ignore_index;
   double smoothing;
   Reduction reduction;
-  T* loss_rows;            // Reduction::None
+  T* loss_rows;            // kNone
   T* grad;                 // or nullptr
   const double* prepass;   // [denominator part, weight-sum part] per prepass block, or nullptr
   int64_t prepass_blocks;
@@ -160,7 +160,7 @@ __global__ void cross_entropy_kernel(Problem<T> P) {
     if (P.weight) weight_total = weight_sum;
   }
   // as mean_grad_scale (csrc/checks.h)
-  const A scale = P.reduction != Reduction::Mean ? A(1)
+  const A scale = P.reduction != kMean ? A(1)
                   : denominator == 0 && P.index_target && P.smoothing > 0
                       ? A(NAN)
                       : A(1.0 / denominator);
@@ -208,7 +208,7 @@ int64_t prepass_blocks(int64_t rows) {
 int64_t max_row_blocks() { return int64_t(sm_count()) * (2048 / 128); }
 
 bool needs_prepass(const CrossEntropyArgs& a) {
-  return a.index_target && (a.reduction == Reduction::Mean || (a.weight && a.label_smoothing > 0));
+  return a.index_target && (a.reduction == kMean || (a.weight && a.label_smoothing > 0));
 }
 
 }  // namespace
@@ -230,11 +230,11 @@ cudaError_t launch_cross_entropy(ScalarType type, const CrossEntropyArgs& a, cud
                  a.ignore_index,
                  a.label_smoothing,
                  a.reduction,
-                 a.reduction == Reduction::None ? static_cast<T*>(a.loss) : nullptr,
+                 a.reduction == kNone ? static_cast<T*>(a.loss) : nullptr,
                  static_cast<T*>(a.grad),
                  nullptr,
                  0,
-                 a.reduction == Reduction::None ? nullptr : workspace + 2 * kMaxPrepassBlocks};
+                 a.reduction == kNone ? nullptr : workspace + 2 * kMaxPrepassBlocks};
     if (needs_prepass(a)) {
       P.prepass = workspace;
       P.prepass_blocks = prepass_blocks(a.rows);
@@ -254,10 +254,10 @@ cudaError_t launch_cross_entropy(ScalarType type, const CrossEntropyArgs& a, cud
       err = packed ? launch(cross_entropy_kernel<T, V, WarpGroup>, plan.blocks, plan.threads, stream, P)
                    : launch(cross_entropy_kernel<T, 1, WarpGroup>, plan.blocks, plan.threads, stream, P);
     }
-    if (err != cudaSuccess || a.reduction == Reduction::None) return err;
+    if (err != cudaSuccess || a.reduction == kNone) return err;
 
     return launch(finalize_loss_kernel<T>, 1, 256, stream, P.loss_partials, plan.blocks, P.prepass,
-                  P.prepass_blocks, double(a.rows), a.reduction == Reduction::Mean, static_cast<T*>(a.loss));
+                  P.prepass_blocks, double(a.rows), a.reduction == kMean, static_cast<T*>(a.loss));
   });
 }
 

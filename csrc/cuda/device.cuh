@@ -10,15 +10,10 @@
 #include <cassert>
 
 #include "cuda/launchers.h"
+#include "cuda/platform.cuh"
 
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
-#if defined(FASTACT_CUDA_EMULATION)
-// tests/cuda_emulator: host threads stand in for the GPU (tests only)
-#include "cuda_emulation.h"
-#else
-#include <cuda_runtime.h>
-#endif
 
 #include <algorithm>
 #include <cmath>
@@ -112,20 +107,14 @@ struct alignas(sizeof(T) * V) Pack {
   T v[V];
 };
 
-#if defined(FASTACT_CUDA_EMULATION)
-#define FASTACT_ASSERT_PACK_ALIGNED(p, T, V) assert(reinterpret_cast<uintptr_t>(p) % sizeof(Pack<T, V>) == 0)
-#else
-#define FASTACT_ASSERT_PACK_ALIGNED(p, T, V)
-#endif
-
 template <typename T, int V>
 __device__ __forceinline__ Pack<T, V> load_pack(const T* p) {
-  FASTACT_ASSERT_PACK_ALIGNED(p, T, V);
+  check_pack_alignment(p, sizeof(Pack<T, V>));
   return *reinterpret_cast<const Pack<T, V>*>(p);
 }
 template <typename T, int V>
 __device__ __forceinline__ void store_pack(T* p, const Pack<T, V>& pack) {
-  FASTACT_ASSERT_PACK_ALIGNED(p, T, V);
+  check_pack_alignment(p, sizeof(Pack<T, V>));
   *reinterpret_cast<Pack<T, V>*>(p) = pack;
 }
 
@@ -308,23 +297,6 @@ __device__ __forceinline__ void for_my_packs(int64_t packs, int rank, int size, 
 }
 
 // ---- launch plans -------------------------------------------------------------
-// The number of SMs of the current device (cached per device; no sync).
-inline int sm_count() {
-#if defined(FASTACT_CUDA_EMULATION)
-  return cuda_emulation::sm_count();
-#else
-  static int cached[64] = {};
-  int device = 0;
-  if (cudaGetDevice(&device) != cudaSuccess || device < 0 || device >= 64) return 80;
-  if (cached[device] == 0) {
-    int n = 0;
-    if (cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, device) != cudaSuccess || n <= 0) n = 80;
-    cached[device] = n;
-  }
-  return cached[device];
-#endif
-}
-
 constexpr int64_t kWarpRowClasses = 1024;
 
 enum class RowMode { Thread, Warp, Block };
@@ -365,12 +337,7 @@ template <typename... KernelArgs, typename... Args>
 cudaError_t launch(void (*kernel)(KernelArgs...), int64_t blocks, int threads, cudaStream_t stream,
                    Args&&... args) {
   if (blocks <= 0) return cudaSuccess;
-#if defined(FASTACT_CUDA_EMULATION)
-  return cuda_emulation::launch(kernel, blocks, threads, std::forward<Args>(args)...);
-#else
-  kernel<<<dim3(static_cast<unsigned>(blocks)), dim3(threads), 0, stream>>>(std::forward<Args>(args)...);
-  return cudaGetLastError();
-#endif
+  return launch_kernel(kernel, blocks, threads, stream, std::forward<Args>(args)...);
 }
 
 // Calls f(T{}) with T the C++ type of `type`; unknown types are a launch error.

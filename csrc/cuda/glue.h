@@ -7,11 +7,10 @@
 #include "cuda/launchers.h"
 
 #include <ATen/core/Tensor.h>
+#include <ATen/ops/empty.h>
 #include <torch/library.h>
-#if !defined(FASTACT_CUDA_EMULATION)
-#include <c10/cuda/CUDAGuard.h>
-#include <c10/cuda/CUDAStream.h>
-#endif
+
+#include "cuda/device_scope.h"  // DeviceScope, FASTACT_CUDA_KERNELS
 
 namespace fastact::cuda {
 
@@ -38,41 +37,18 @@ inline ScalarType scalar_type_of(const at::Tensor& t, const char* op, bool float
   TORCH_CHECK_NOT_IMPLEMENTED(false, '"', op, "\" not implemented for '", t.scalar_type(), "'");
 }
 
-// Makes t's device current for the call and hands out its current stream:
-// the kernels run where the tensors live, ordered with the caller's other
-// work on that stream (and captured with it in a CUDA graph).
-#if defined(FASTACT_CUDA_EMULATION)
-// The emulated GPU (tests/cuda_emulator) runs on CPU tensors, in its own
-// namespace: no device to select, no stream.
-class DeviceScope {
- public:
-  explicit DeviceScope(const at::Tensor&) {}
-  cudaStream_t stream() const { return nullptr; }
-};
-#define FASTACT_CUDA_KERNELS(m) TORCH_LIBRARY_IMPL(fastact_cuda_emulation, CPU, m)
-#else
-class DeviceScope {
- public:
-  explicit DeviceScope(const at::Tensor& t) : guard_(t.device()) {}
-  cudaStream_t stream() const { return c10::cuda::getCurrentCUDAStream().stream(); }
+// Scratch device memory for a launch, from torch's caching allocator.
+inline at::Tensor workspace(const at::Tensor& like, size_t bytes) {
+  return at::empty({static_cast<int64_t>(bytes)}, like.options().dtype(at::kByte));
+}
 
- private:
-  c10::cuda::CUDAGuard guard_;
-};
-// Where the glue files register their kernels.
-#define FASTACT_CUDA_KERNELS(m) TORCH_LIBRARY_IMPL(fastact, CUDA, m)
-#endif
+// An optional operand as the launchers take it.
+inline const void* data_or_null(const at::Tensor& t) { return t.defined() ? t.const_data_ptr() : nullptr; }
 
 // A launch configuration error as a RuntimeError naming the op (kernel
 // faults, like torch's, surface at the next synchronisation).
 inline void check_launch(cudaError_t err, const char* op) {
   TORCH_CHECK(err == cudaSuccess, "fastact::", op, ": CUDA kernel launch failed: ", cudaGetErrorString(err));
-}
-
-// The kernels' [outer, classes, inner] view of a contiguous tensor around dim.
-inline SoftmaxShape shape_around(const at::Tensor& t, int64_t dim) {
-  const SizesAround s = sizes_around(t, dim);
-  return {s.outer, s.classes, s.inner};
 }
 
 }  // namespace fastact::cuda

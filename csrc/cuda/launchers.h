@@ -16,21 +16,18 @@
 //    configuration); errors inside kernels surface at the next sync, as torch's.
 #pragma once
 
-#if defined(FASTACT_CUDA_EMULATION)
-#include "cuda_emulation.h"  // tests/cuda_emulator (tests only)
-#else
-#include <cuda_runtime_api.h>
-#endif
+#include <cuda_runtime_api.h>  // cudaError_t, cudaStream_t
 
 #include <cstddef>
 #include <cstdint>
+
+#include "constants.h"
 
 namespace fastact::cuda {
 
 // The element types the kernels are compiled for, spelt as torch's ScalarType.
 enum class ScalarType { Byte, Char, Short, Int, Long, Half, BFloat16, Float, Double };
 
-enum class Reduction : int64_t { None = 0, Mean = 1, Sum = 2 };  // torch's enum values
 
 // ---- pointwise activations (activation_kernel.cu) -------------------------
 enum class Activation { Relu, LeakyRelu, Sigmoid, Tanh, GeluErf, GeluTanh, Selu };
@@ -49,16 +46,12 @@ cudaError_t launch_activation_backward(Activation act, ScalarType type, const vo
                                        void* grad_input, int64_t n, double param, cudaStream_t stream);
 
 // ---- softmax and log_softmax (softmax_kernel.cu) --------------------------
-// A contiguous tensor seen as [outer, classes, inner] around the softmax dim.
-struct SoftmaxShape {
-  int64_t outer, classes, inner;
-};
-
-cudaError_t launch_softmax(bool log, ScalarType type, const void* x, void* y, SoftmaxShape shape,
+// `shape`: the contiguous tensor as [outer, classes, inner] around the softmax dim.
+cudaError_t launch_softmax(bool log, ScalarType type, const void* x, void* y, RowShape shape,
                            cudaStream_t stream);
 // softmax: dx = y (g - sum g y); log_softmax: dx = g - exp(y) sum g
 cudaError_t launch_softmax_backward(bool log, ScalarType type, const void* grad, const void* y, void* grad_input,
-                                    SoftmaxShape shape, cudaStream_t stream);
+                                    RowShape shape, cudaStream_t stream);
 
 // ---- fused softmax cross entropy (cross_entropy_kernel.cu) ----------------
 struct CrossEntropyArgs {
@@ -69,7 +62,7 @@ struct CrossEntropyArgs {
   int64_t rows, classes, ignore_index;
   double label_smoothing;
   Reduction reduction;
-  void* loss;       // [rows] for Reduction::None, a scalar otherwise
+  void* loss;       // [rows] for kNone, a scalar otherwise
   void* grad;       // [rows, classes] d loss / d input for a loss gradient of 1, or nullptr
   void* workspace;  // cross_entropy_workspace_bytes(args) bytes of device memory, uninitialised
 };
@@ -85,7 +78,7 @@ struct BinaryCrossEntropyArgs {
   const void* pos_weight;  // or nullptr
   int64_t n;
   Reduction reduction;
-  void* loss;       // n elements for Reduction::None, a scalar otherwise
+  void* loss;       // n elements for kNone, a scalar otherwise
   void* grad;       // n elements, or nullptr
   void* workspace;  // binary_cross_entropy_workspace_bytes(args) bytes
 };
@@ -93,7 +86,7 @@ struct BinaryCrossEntropyArgs {
 size_t binary_cross_entropy_workspace_bytes(const BinaryCrossEntropyArgs& args);
 cudaError_t launch_binary_cross_entropy(ScalarType type, const BinaryCrossEntropyArgs& args, cudaStream_t stream);
 
-// ---- the fused losses' backward (activation_kernel.cu: one more pointwise map)
+// ---- the fused losses' backward (scale_grad_kernel.cu) ----------------------
 // grad[i] *= *scale over n elements, where scale is one element of grad's
 // type in device memory. When it is exactly 1 (a loss's backward started by
 // loss.backward()) every block returns at once: the decision is made on the

@@ -18,7 +18,7 @@ at::Tensor softmax_forward(const at::Tensor& self, int64_t dim) {
   const DeviceScope scope(self);
   const at::Tensor x = self.contiguous();
   at::Tensor y = at::empty(self.sizes(), self.options());
-  check_launch(launch_softmax(kLog, type, x.const_data_ptr(), y.mutable_data_ptr(), shape_around(x, dim),
+  check_launch(launch_softmax(kLog, type, x.const_data_ptr(), y.mutable_data_ptr(), row_shape(x, dim),
                               scope.stream()),
                name);
   return y;
@@ -33,7 +33,7 @@ at::Tensor softmax_backward(const at::Tensor& grad_output, const at::Tensor& out
   const at::Tensor g = grad_output.contiguous(), y = output.contiguous();
   at::Tensor dx = at::empty(output.sizes(), output.options());
   check_launch(launch_softmax_backward(kLog, type, g.const_data_ptr(), y.const_data_ptr(), dx.mutable_data_ptr(),
-                                       shape_around(y, dim), scope.stream()),
+                                       row_shape(y, dim), scope.stream()),
                name);
   return dx;
 }

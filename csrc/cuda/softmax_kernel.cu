@@ -14,13 +14,13 @@ namespace fastact::cuda {
 namespace {
 
 template <typename T, int V>
-__device__ __forceinline__ RowRef<T, V> row_of(const T* data, const SoftmaxShape& s, int64_t r) {
+__device__ __forceinline__ RowRef<T, V> row_of(const T* data, const RowShape& s, int64_t r) {
   const int64_t offset = (r / s.inner) * s.classes * s.inner + r % s.inner;
   return {const_cast<T*>(data) + offset, s.inner};
 }
 
 template <typename T, int V, typename Group, bool kLog>
-__global__ void softmax_kernel(const T* __restrict__ x_data, T* __restrict__ y_data, SoftmaxShape s) {
+__global__ void softmax_kernel(const T* __restrict__ x_data, T* __restrict__ y_data, RowShape s) {
   using A = acc_t<T>;
   __shared__ ReduceScratch scratch;
   const Group group = make_group<Group>(scratch);
@@ -46,7 +46,7 @@ __global__ void softmax_kernel(const T* __restrict__ x_data, T* __restrict__ y_d
 
 template <typename T, int V, typename Group, bool kLog>
 __global__ void softmax_backward_kernel(const T* __restrict__ g_data, const T* __restrict__ y_data,
-                                        T* __restrict__ dx_data, SoftmaxShape s) {
+                                        T* __restrict__ dx_data, RowShape s) {
   using A = acc_t<T>;
   __shared__ ReduceScratch scratch;
   const Group group = make_group<Group>(scratch);
@@ -74,7 +74,7 @@ __global__ void softmax_backward_kernel(const T* __restrict__ g_data, const T* _
 
 // Picks the row mode and pack width, then launches kernel<T, V, Group>.
 template <typename T, template <typename, int, typename> class Kernel, typename... Args>
-cudaError_t launch_rows(const SoftmaxShape& s, bool aligned, cudaStream_t stream, Args... args) {
+cudaError_t launch_rows(const RowShape& s, bool aligned, cudaStream_t stream, Args... args) {
   const int64_t rows = s.outer * s.inner;
   if (rows == 0 || s.classes == 0) return cudaSuccess;
   const RowPlan plan = plan_rows(rows, s.classes, s.inner, sizeof(T));
@@ -109,7 +109,7 @@ struct Backward {
 };
 
 template <bool kLog>
-cudaError_t softmax_forward(ScalarType type, const void* x, void* y, SoftmaxShape s, cudaStream_t stream) {
+cudaError_t softmax_forward(ScalarType type, const void* x, void* y, RowShape s, cudaStream_t stream) {
   return dispatch_floating(type, [&](auto tag) {
     using T = decltype(tag);
     return launch_rows<T, Forward<kLog>::template Kernel>(s, packs_aligned(x, y), stream, static_cast<const T*>(x),
@@ -118,7 +118,7 @@ cudaError_t softmax_forward(ScalarType type, const void* x, void* y, SoftmaxShap
 }
 
 template <bool kLog>
-cudaError_t softmax_backward(ScalarType type, const void* g, const void* y, void* dx, SoftmaxShape s,
+cudaError_t softmax_backward(ScalarType type, const void* g, const void* y, void* dx, RowShape s,
                              cudaStream_t stream) {
   return dispatch_floating(type, [&](auto tag) {
     using T = decltype(tag);
@@ -130,13 +130,13 @@ cudaError_t softmax_backward(ScalarType type, const void* g, const void* y, void
 
 }  // namespace
 
-cudaError_t launch_softmax(bool log, ScalarType type, const void* x, void* y, SoftmaxShape shape,
+cudaError_t launch_softmax(bool log, ScalarType type, const void* x, void* y, RowShape shape,
                            cudaStream_t stream) {
   return log ? softmax_forward<true>(type, x, y, shape, stream) : softmax_forward<false>(type, x, y, shape, stream);
 }
 
 cudaError_t launch_softmax_backward(bool log, ScalarType type, const void* grad, const void* y, void* grad_input,
-                                    SoftmaxShape shape, cudaStream_t stream) {
+                                    RowShape shape, cudaStream_t stream) {
   return log ? softmax_backward<true>(type, grad, y, grad_input, shape, stream)
              : softmax_backward<false>(type, grad, y, grad_input, shape, stream);
 }

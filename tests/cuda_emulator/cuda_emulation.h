@@ -1,7 +1,8 @@
 // Just enough of CUDA's execution model, on host threads, to run fastact's
 // kernels (csrc/cuda/*_kernel.cu) on a machine without a GPU, for the tests
-// in tests/test_cuda_emulated.py. Included by csrc/cuda/device.cuh and
-// launchers.h when FASTACT_CUDA_EMULATION is defined; never in a real build.
+// in tests/test_cuda_emulated.py. Included by this directory's
+// cuda/platform.cuh, which the emulated build finds ahead of
+// csrc/cuda/platform.cuh; never in a real build.
 //
 // Model: a launch runs its blocks one after another; a block runs as
 // blockDim.x OS threads (so __syncthreads is a real barrier and races between

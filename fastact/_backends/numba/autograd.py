@@ -101,7 +101,7 @@ def _activation_grad(activation, slope, grad, saved):
 
 
 def _register_linear():
-    """As csrc/autograd/linear.cpp: torch's addmm derivative, same calls and layouts."""
+    """As csrc/autograd/linear_act.cpp: torch's addmm derivative, same calls and layouts."""
     def setup_context(ctx, inputs, output):
         input, weight, bias, activation, slope = inputs
         ctx.activation, ctx.slope, ctx.has_bias = activation, slope, bias is not None

@@ -13,19 +13,17 @@
 //    never handed out or written.
 // The Python layer drops the op's second output, so the node is normally
 // the only owner.
-#include "autograd/op_handles.h"
+#include "autograd/fused_loss.h"
+#include "constants.h"
 
 #include <ATen/TensorOperators.h>
 #include <ATen/ops/mul.h>
 #include <torch/csrc/autograd/graph_task.h>
-#include <torch/library.h>
 
 namespace fastact::autograd {
 namespace {
 
 using torch::autograd::variable_list;
-
-constexpr int64_t kReductionNone = 0;
 
 // A tensor seen by torch.compile / torch.export tracing (fake or functional):
 // no values to read, and no in-place tricks on graph outputs.
@@ -70,13 +68,13 @@ struct FusedLossNode final : torch::autograd::Node {
       out[0] = grad_input * scale;
       return out;
     }
-    if (reduction != kReductionNone && is_concrete_one(g)) {
+    if (reduction != kNone && is_concrete_one(g)) {
       // no pass at all
-    } else if (reduction != kReductionNone && g.numel() == 1 && g.scalar_type() == grad_input.scalar_type() &&
+    } else if (reduction != kNone && g.numel() == 1 && g.scalar_type() == grad_input.scalar_type() &&
                g.device() == grad_input.device()) {
       // A reduced loss's gradient: _scale_grad_, which on CUDA decides on the
       // device to skip the pass when g is 1 (no .item(), no sync).
-      ops::scale_grad_(grad_input, g);
+      ops::_scale_grad_(grad_input, g);
     } else {
       grad_input.mul_(scale);
     }
@@ -90,16 +88,16 @@ struct FusedLossNode final : torch::autograd::Node {
   void release_variables() override { grad_input.reset(); }
 };
 
+// Checks what the fused losses cannot differentiate, runs the op below
+// autograd, and records the node that keeps its gradient.
+}  // namespace
+
 bool defined_and_needs_grad(const std::optional<at::Tensor>& t) {
   return t.has_value() && t->defined() && needs_grad(*t);
 }
 
-// Checks what the fused losses cannot differentiate, runs the op below
-// autograd, and records the node that keeps its gradient.
-template <typename RunOp>
-std::tuple<at::Tensor, at::Tensor> fused_loss(const char* name, const at::Tensor& input, const at::Tensor& target,
-                                              bool extras_need_grad, int64_t reduction, bool compute_grad,
-                                              const RunOp& run_op) {
+TensorPair fused_loss(const char* name, const at::Tensor& input, const at::Tensor& target, bool extras_need_grad,
+                      int64_t reduction, bool compute_grad, c10::function_ref<TensorPair()> run_op) {
   check_no_forward_ad(name, input);
   TORCH_CHECK_NOT_IMPLEMENTED(!needs_grad(target), "fastact.", name,
                               ": gradients with respect to the target are not implemented; detach the "
@@ -124,33 +122,6 @@ std::tuple<at::Tensor, at::Tensor> fused_loss(const char* name, const at::Tensor
     torch::autograd::set_history(loss, node);
   }
   return {loss, grad_input};
-}
-
-std::tuple<at::Tensor, at::Tensor> cross_entropy(const at::Tensor& input, const at::Tensor& target,
-                                                 const std::optional<at::Tensor>& weight,
-                                                 int64_t reduction, int64_t ignore_index,
-                                                 double label_smoothing, bool compute_grad) {
-  return fused_loss("cross_entropy", input, target, defined_and_needs_grad(weight), reduction, compute_grad, [&] {
-    return ops::cross_entropy(input, target, weight, reduction, ignore_index, label_smoothing, compute_grad);
-  });
-}
-
-std::tuple<at::Tensor, at::Tensor> binary_cross_entropy_with_logits(
-    const at::Tensor& input, const at::Tensor& target, const std::optional<at::Tensor>& weight,
-    const std::optional<at::Tensor>& pos_weight, int64_t reduction, bool compute_grad) {
-  return fused_loss("binary_cross_entropy_with_logits", input, target,
-                    defined_and_needs_grad(weight) || defined_and_needs_grad(pos_weight), reduction, compute_grad,
-                    [&] {
-                      return ops::binary_cross_entropy_with_logits(input, target, weight, pos_weight, reduction,
-                                                                   compute_grad);
-                    });
-}
-
-}  // namespace
-
-TORCH_LIBRARY_IMPL(fastact, Autograd, m) {
-  m.impl("cross_entropy", &cross_entropy);
-  m.impl("binary_cross_entropy_with_logits", &binary_cross_entropy_with_logits);
 }
 
 }  // namespace fastact::autograd

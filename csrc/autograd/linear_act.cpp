@@ -8,8 +8,8 @@
 // torch/csrc/autograd/FunctionsManual.cpp), so a fused model's gradients are
 // bit-identical to the unfused one's. Like torch, the input is saved only if
 // the weight needs a gradient, and the weight only if the input does.
-#include "autograd/op_handles.h"
-#include "linear_activation.h"
+#include "autograd/autograd.h"
+#include "linear_act.h"
 
 #include <ATen/ExpandUtils.h>
 #include <ATen/ops/mm.h>
@@ -44,19 +44,19 @@ bool is_row_major(const at::Tensor& weight) {
 
 // The activation's derivative through the fastact ops' own autograd
 // kernels, so a recorded backward (create_graph) stays differentiable.
-at::Tensor activation_grad(LinearActivation act, double slope, const at::Tensor& g, const at::Tensor& saved) {
+at::Tensor activation_grad(linear_act::Activation act, double slope, const at::Tensor& g, const at::Tensor& saved) {
   switch (act) {
-    case LinearActivation::None: return g;
-    case LinearActivation::Relu: return ops::relu_backward(g, saved);
-    case LinearActivation::LeakyRelu: return ops::leaky_relu_backward(g, saved, slope);
-    case LinearActivation::Sigmoid: return ops::sigmoid_backward(g, saved);
-    case LinearActivation::Tanh: return ops::tanh_backward(g, saved);
+    case linear_act::Activation::None: return g;
+    case linear_act::Activation::Relu: return ops::relu_backward(g, saved);
+    case linear_act::Activation::LeakyRelu: return ops::leaky_relu_backward(g, saved, slope);
+    case linear_act::Activation::Sigmoid: return ops::sigmoid_backward(g, saved);
+    case linear_act::Activation::Tanh: return ops::tanh_backward(g, saved);
   }
   return g;
 }
 
 struct LinearActNode final : torch::autograd::Node {
-  LinearActivation act = LinearActivation::None;
+  linear_act::Activation act = linear_act::Activation::None;
   double slope = 0.0;
   SavedVariable input, weight, saved;  // saved: the output, or the pre-activation (leaky_relu, slope < 0)
   std::vector<int64_t> input_sizes, input_strides, bias_sizes;
@@ -66,7 +66,8 @@ struct LinearActNode final : torch::autograd::Node {
     variable_list out(3);
     if (!grads[0].defined()) return out;
     const auto self = this->getptr();
-    at::Tensor g = act == LinearActivation::None ? grads[0] : activation_grad(act, slope, grads[0], saved.unpack(self));
+    at::Tensor g = act == linear_act::Activation::None ? grads[0]
+                                                      : activation_grad(act, slope, grads[0], saved.unpack(self));
     const int64_t out_features = g.size(-1);
     const int64_t in_features = input_sizes.back();
     if (g.dim() != 2) g = g.reshape({-1, out_features});
@@ -95,13 +96,13 @@ struct LinearActNode final : torch::autograd::Node {
 
 at::Tensor linear_act(const at::Tensor& input, const at::Tensor& weight, const std::optional<at::Tensor>& bias_opt,
                       c10::string_view activation, double negative_slope) {
-  const LinearActivation act = parse_linear_activation(activation);
+  const linear_act::Activation act = linear_act::parse_activation(activation);
   const at::Tensor bias = bias_opt.has_value() ? *bias_opt : at::Tensor();
   check_no_forward_ad("linear_act", input, weight, bias);
   const bool grad = needs_grad(input, weight) || (bias.defined() && needs_grad(bias));
   // A negative slope flips the sign, so the output cannot say where the
   // input was positive: keep the pre-activation instead (torch keeps it too).
-  const bool keep_pre = grad && act == LinearActivation::LeakyRelu && negative_slope < 0;
+  const bool keep_pre = grad && act == linear_act::Activation::LeakyRelu && negative_slope < 0;
   at::Tensor result, pre;
   {
     at::AutoDispatchBelowADInplaceOrView below;
@@ -125,7 +126,7 @@ at::Tensor linear_act(const at::Tensor& input, const at::Tensor& weight, const s
   if (node->should_compute_output(0)) node->weight = SavedVariable(weight, false);
   if (keep_pre) {
     node->saved = SavedVariable(pre, false);
-  } else if (act != LinearActivation::None) {
+  } else if (act != linear_act::Activation::None) {
     node->saved = SavedVariable(result, /*is_output=*/true);
   }
   return result;

@@ -1,13 +1,14 @@
-// The fastact library: its ops (schemas in schemas.h, declared once), the
-// build's description and the direct Python bindings. Backends add kernels
-// with TORCH_LIBRARY_IMPL in their own folders (cpu/, cuda/, autograd/,
-// composite/).
+// The fastact library: its ops (op_list.h, through schemas.h), a few private
+// ops (the build's description, the CPU output cache, a test probe), and the
+// direct Python bindings. Backends add kernels with TORCH_LIBRARY_IMPL in
+// their own folders (cpu/, cuda/, autograd/, autocast/, composite/), one
+// file per op family with the same stem in each.
 #include <torch/extension.h>
 #include <torch/library.h>
 
 #include <string>
 
-#include "autograd/op_handles.h"
+#include "op_handles.h"
 #include "cpu/output_allocator.h"
 #include "cpu/vec_io.h"
 #include "schemas.h"
@@ -18,28 +19,15 @@
 // then unboxed again), which costs more than the whole kernel on a tutorial-
 // sized tensor. These go straight to the typed dispatcher handle, so autograd,
 // FakeTensor and vmap still apply; fastact.functional uses torch.ops while
-// torch.compile traces. Like torch's bindings, they release the GIL.
+// torch.compile traces. Like torch's bindings, they release the GIL. Every
+// op of op_list.h is bound (fastact/_backends/cpp.py falls back to torch.ops
+// for a name _C lacks).
 PYBIND11_MODULE(_C, m) {
-  namespace ops = fastact::autograd::ops;
+  namespace ops = fastact::ops;
   using release = pybind11::call_guard<pybind11::gil_scoped_release>;
-  m.def("relu", &ops::relu, release());
-  m.def("relu_", [](at::Tensor x) { ops::relu_(x); }, release());
-  m.def("leaky_relu", &ops::leaky_relu, release());
-  m.def("leaky_relu_", [](at::Tensor x, double slope) { ops::leaky_relu_(x, slope); }, release());
-  m.def("sigmoid", &ops::sigmoid, release());
-  m.def("tanh", &ops::tanh, release());
-  m.def("gelu", [](const at::Tensor& x, const std::string& approximate) { return ops::gelu(x, approximate); },
-        release());
-  m.def("selu", &ops::selu, release());
-  m.def("selu_", [](at::Tensor x) { ops::selu_(x); }, release());
-  m.def("softmax", &ops::softmax, release());
-  m.def("cross_entropy", &ops::cross_entropy, release());
-  m.def("binary_cross_entropy_with_logits", &ops::binary_cross_entropy_with_logits, release());
-  m.def("log_softmax", &ops::log_softmax, release());
-  m.def("linear_act",
-        [](const at::Tensor& x, const at::Tensor& w, const std::optional<at::Tensor>& b, const std::string& act,
-           double slope) { return ops::linear_act(x, w, b, act, slope); },
-        release());
+#define FASTACT_OP(name, ...) m.def(#name, &ops::name, release());
+#include "op_list.h"
+#undef FASTACT_OP
 }
 
 namespace {

@@ -1,0 +1,127 @@
+// The fastact ops, listed once. Every line is
+//
+//   FASTACT_OP(name, "schema", C++ return type, (C++ parameters), (arguments))
+//
+// and this file is included with FASTACT_OP defined by its reader (no include
+// guard, on purpose):
+//  - schemas.h defines the library from the schemas (torch.ops.fastact.*, and
+//    the emulated-GPU test build's namespace);
+//  - op_handles.h makes each a typed C++ function that calls through the
+//    dispatcher (what autograd, autocast and composite kernels call);
+//  - library.cpp binds each for eager calls from Python.
+// The C++ signature must be the one torch derives from the schema (Tensor(a!)
+// -> at::Tensor&, Tensor? -> const std::optional<at::Tensor>&, str ->
+// c10::string_view, a pair of tensors -> fastact::TensorPair); the dispatcher
+// checks it on the first call. The Python side's list is fastact/_spec.py;
+// tests/test_layout.py checks that the two agree.
+//
+// Conventions (those of pytorch/extension-cpp):
+//  - a mutated argument is marked Tensor(a!) and not also returned, so
+//    torch.compile can functionalize the in-place forms;
+//  - backward ops take what the forward saved: the *output* wherever the
+//    derivative can be written in terms of it, so autograd keeps no input alive.
+
+// ---- activation -------------------------------------------------------------
+// relu(x) = max(x, 0); backward from the output: grad * (out > 0).
+FASTACT_OP(relu, "relu(Tensor self) -> Tensor", at::Tensor, (const at::Tensor& self), (self))
+FASTACT_OP(relu_, "relu_(Tensor(a!) self) -> ()", void, (at::Tensor& self), (self))
+FASTACT_OP(relu_backward, "relu_backward(Tensor grad_output, Tensor result) -> Tensor", at::Tensor,
+           (const at::Tensor& grad_output, const at::Tensor& result), (grad_output, result))
+
+// leaky_relu(x) = x > 0 ? x : slope * x. For slope >= 0 the output has the
+// sign of the input, so backward needs only the output; a negative slope
+// flips it and the input itself is passed back instead.
+FASTACT_OP(leaky_relu, "leaky_relu(Tensor self, float negative_slope=0.01) -> Tensor", at::Tensor,
+           (const at::Tensor& self, double negative_slope), (self, negative_slope))
+FASTACT_OP(leaky_relu_, "leaky_relu_(Tensor(a!) self, float negative_slope=0.01) -> ()", void,
+           (at::Tensor& self, double negative_slope), (self, negative_slope))
+FASTACT_OP(leaky_relu_backward,
+           "leaky_relu_backward(Tensor grad_output, Tensor self_or_result, float negative_slope) -> Tensor",
+           at::Tensor, (const at::Tensor& grad_output, const at::Tensor& self_or_result, double negative_slope),
+           (grad_output, self_or_result, negative_slope))
+
+// sigmoid(x) = 1 / (1 + exp(-x)), tanh: both differentiated from the output
+// (y (1 - y) and 1 - y^2); integer inputs compute in the default float dtype.
+FASTACT_OP(sigmoid, "sigmoid(Tensor self) -> Tensor", at::Tensor, (const at::Tensor& self), (self))
+FASTACT_OP(sigmoid_backward, "sigmoid_backward(Tensor grad_output, Tensor result) -> Tensor", at::Tensor,
+           (const at::Tensor& grad_output, const at::Tensor& result), (grad_output, result))
+FASTACT_OP(tanh, "tanh(Tensor self) -> Tensor", at::Tensor, (const at::Tensor& self), (self))
+FASTACT_OP(tanh_backward, "tanh_backward(Tensor grad_output, Tensor result) -> Tensor", at::Tensor,
+           (const at::Tensor& grad_output, const at::Tensor& result), (grad_output, result))
+
+// gelu(x) = x Phi(x) (approximate='none') or its tanh approximation.
+FASTACT_OP(gelu, "gelu(Tensor self, str approximate='none') -> Tensor", at::Tensor,
+           (const at::Tensor& self, c10::string_view approximate), (self, approximate))
+FASTACT_OP(gelu_backward, "gelu_backward(Tensor grad_output, Tensor self, str approximate='none') -> Tensor",
+           at::Tensor, (const at::Tensor& grad_output, const at::Tensor& self, c10::string_view approximate),
+           (grad_output, self, approximate))
+
+// selu(x) = scale (x > 0 ? x : alpha (exp(x) - 1)), torch's constants
+// (constants.h); backward as torch's elu_backward: from the input (s <= 0 ?
+// alpha scale exp(s) : scale) or, is_result, from the output (s <= 0 ? s +
+// alpha scale : scale); NaN in, NaN out.
+FASTACT_OP(selu, "selu(Tensor self) -> Tensor", at::Tensor, (const at::Tensor& self), (self))
+FASTACT_OP(selu_, "selu_(Tensor(a!) self) -> ()", void, (at::Tensor& self), (self))
+FASTACT_OP(selu_backward, "selu_backward(Tensor grad_output, Tensor self_or_result, bool is_result) -> Tensor",
+           at::Tensor, (const at::Tensor& grad_output, const at::Tensor& self_or_result, bool is_result),
+           (grad_output, self_or_result, is_result))
+
+// ---- softmax ----------------------------------------------------------------
+// softmax(x)_i = exp(x_i - max x) / sum_j exp(x_j - max x) along `dim`;
+// log_softmax(x)_i = x_i - max x - log sum_j exp(x_j - max x).
+FASTACT_OP(softmax, "softmax(Tensor self, int dim) -> Tensor", at::Tensor, (const at::Tensor& self, int64_t dim),
+           (self, dim))
+FASTACT_OP(softmax_backward, "softmax_backward(Tensor grad_output, Tensor output, int dim) -> Tensor", at::Tensor,
+           (const at::Tensor& grad_output, const at::Tensor& output, int64_t dim), (grad_output, output, dim))
+FASTACT_OP(log_softmax, "log_softmax(Tensor self, int dim) -> Tensor", at::Tensor,
+           (const at::Tensor& self, int64_t dim), (self, dim))
+FASTACT_OP(log_softmax_backward, "log_softmax_backward(Tensor grad_output, Tensor output, int dim) -> Tensor",
+           at::Tensor, (const at::Tensor& grad_output, const at::Tensor& output, int64_t dim),
+           (grad_output, output, dim))
+
+// ---- cross_entropy ----------------------------------------------------------
+// Fused softmax cross entropy over input [rows, classes] (the Python layer
+// moves the class dim last). target: int64 class indices [rows], or class
+// probabilities [rows, classes]. reduction: 0 none, 1 mean, 2 sum (torch's
+// enum). Returns the loss and, when compute_grad, d loss / d input for an
+// incoming gradient of 1 (already scaled for the reduction), computed in
+// the same pass; else an empty tensor. Backward only scales it.
+FASTACT_OP(cross_entropy,
+           "cross_entropy(Tensor input, Tensor target, Tensor? weight, int reduction, int ignore_index, "
+           "float label_smoothing, bool compute_grad) -> (Tensor, Tensor)",
+           fastact::TensorPair,
+           (const at::Tensor& input, const at::Tensor& target, const std::optional<at::Tensor>& weight,
+            int64_t reduction, int64_t ignore_index, double label_smoothing, bool compute_grad),
+           (input, target, weight, reduction, ignore_index, label_smoothing, compute_grad))
+
+// ---- binary_cross_entropy ---------------------------------------------------
+// Fused binary cross entropy with logits; weight and pos_weight come
+// expanded to the input's shape. Returns the loss and, when compute_grad,
+// its gradient for an incoming gradient of 1, as cross_entropy does.
+FASTACT_OP(binary_cross_entropy_with_logits,
+           "binary_cross_entropy_with_logits(Tensor input, Tensor target, Tensor? weight, Tensor? pos_weight, "
+           "int reduction, bool compute_grad) -> (Tensor, Tensor)",
+           fastact::TensorPair,
+           (const at::Tensor& input, const at::Tensor& target, const std::optional<at::Tensor>& weight,
+            const std::optional<at::Tensor>& pos_weight, int64_t reduction, bool compute_grad),
+           (input, target, weight, pos_weight, reduction, compute_grad))
+
+// ---- scale_grad (the fused losses' backward) --------------------------------
+// grad *= scale (one element of grad's dtype). On CUDA the kernel skips the
+// pass when scale is exactly 1, deciding on the device, so loss.backward()
+// costs no pass and no host sync.
+FASTACT_OP(_scale_grad_, "_scale_grad_(Tensor(a!) grad, Tensor scale) -> ()", void,
+           (at::Tensor& grad, const at::Tensor& scale), (grad, scale))
+
+// ---- linear_act -------------------------------------------------------------
+// Linear followed by an activation, one op and one autograd node:
+// act(input @ weight^T + bias), act one of 'none', 'relu', 'leaky_relu'
+// (with negative_slope), 'sigmoid', 'tanh' (linear_act.h). The matmul is
+// torch's own (addmm), so results match nn.Linear + the activation bit for bit.
+FASTACT_OP(linear_act,
+           "linear_act(Tensor input, Tensor weight, Tensor? bias=None, str activation='none', "
+           "float negative_slope=0.01) -> Tensor",
+           at::Tensor,
+           (const at::Tensor& input, const at::Tensor& weight, const std::optional<at::Tensor>& bias,
+            c10::string_view activation, double negative_slope),
+           (input, weight, bias, activation, negative_slope))
