@@ -21,4 +21,9 @@ struct RowShape {
   int64_t outer, classes, inner;
 };
 
+// CPU outputs at least this large are written with non-temporal stores: they
+// cannot stay in the last-level cache anyway, and streaming them skips the
+// read-for-ownership that a normal store of a cold line costs.
+constexpr int64_t kStreamingStoreBytes = 24 << 20;
+
 }  // namespace fastact

@@ -6,11 +6,13 @@
 #include <torch/extension.h>
 #include <torch/library.h>
 
+#include <algorithm>
 #include <string>
 
 #include "op_handles.h"
-#include "cpu/output_allocator.h"
-#include "cpu/vec_io.h"
+#include "constants.h"
+#include "cpu_shared/capability.h"
+#include "cpu_shared/output_allocator.h"
 #include "schemas.h"
 
 // `import fastact._C` loads this library, whose static initializers register
@@ -28,6 +30,11 @@ PYBIND11_MODULE(_C, m) {
 #define FASTACT_OP(name, ...) m.def(#name, &ops::name, release());
 #include "op_list.h"
 #undef FASTACT_OP
+  // Which CPU kernels run, and why: (name, reason, warning, compiled).
+  m.def("_cpu_capability", [] {
+    const auto& c = fastact::cpu::chosen_capability();
+    return pybind11::make_tuple(c.name, c.reason, c.warning, c.compiled);
+  });
 }
 
 namespace {
@@ -35,9 +42,16 @@ namespace {
 std::string build_info() {
 #define FASTACT_STR2(x) #x
 #define FASTACT_STR(x) FASTACT_STR2(x)
-  return std::string("cpu_capability=") + FASTACT_STR(CPU_CAPABILITY) +
+  std::string compiled = fastact::cpu::chosen_capability().compiled;
+  std::replace(compiled.begin(), compiled.end(), ' ', ',');
+  return std::string("cpu_capability=") + fastact::cpu::chosen_capability().name + " cpu_kernels=" + compiled +
+#if defined(FASTACT_MARCH)
+         " march=" + FASTACT_STR(FASTACT_MARCH) +
+#else
+         " march=portable" +
+#endif
          " huge_page_threshold_bytes=" + std::to_string(fastact::cpu::huge_page_threshold_bytes()) +
-         " streaming_store_bytes=" + std::to_string(fastact::cpu::kStreamingStoreBytes) +
+         " streaming_store_bytes=" + std::to_string(fastact::kStreamingStoreBytes) +
          " output_cache_capacity_bytes=" + std::to_string(fastact::cpu::cache_capacity()) +
 #if defined(FASTACT_WITH_CUDA)
          " cuda=1";

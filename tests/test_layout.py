@@ -159,3 +159,19 @@ def test_selu_constants_agree():
     assert (alpha, scale) == (_spec.SELU_ALPHA, _spec.SELU_SCALE)
     x = torch.tensor([-1.0], dtype=torch.float64)
     assert torch.nn.functional.selu(x).item() == pytest.approx(scale * alpha * (torch.exp(x) - 1).item(), rel=1e-15)
+
+
+def test_every_file_in_cpu_is_a_kernel_family_registered_for_every_capability():
+    """setup.py compiles csrc/cpu/*.cpp once per CPU capability and
+    capability.cpp registers the families FASTACT_CPU_KERNEL_FAMILIES lists:
+    a file missing from the list would never be registered, and glue put in
+    cpu/ would be compiled three times (it belongs in cpu_shared/)."""
+    text = open(os.path.join(CSRC, "cpu_shared", "capability.h")).read()
+    body = re.search(r"#define FASTACT_CPU_KERNEL_FAMILIES\(X, arg\)(.*?)\n\n", text, re.S).group(1)
+    listed = re.findall(r"X\(arg, (\w+)\)", body)
+    files = sorted(f[: -len(".cpp")] for f in os.listdir(os.path.join(CSRC, "cpu")) if f.endswith(".cpp"))
+    assert sorted(listed) == files
+    for family in files:
+        source = open(os.path.join(CSRC, "cpu", f"{family}.cpp")).read()
+        assert f"void register_{family}(CpuKernels& kernels)" in source
+        assert "namespace fastact::cpu::CPU_CAPABILITY {" in source and "TORCH_LIBRARY" not in source

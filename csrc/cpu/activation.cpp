@@ -1,15 +1,15 @@
 // CPU kernels for the pointwise activations: relu, leaky_relu, sigmoid, tanh,
 // gelu, selu; forward, in place (where torch has it) and backward.
 #include "checks.h"
+#include "cpu_shared/capability.h"
 #include "cpu/elementwise.h"
-#include "cpu/output_allocator.h"
+#include "cpu_shared/output_allocator.h"
 
 #include <ATen/Dispatch.h>
-#include <torch/library.h>
 
 #include <cmath>
 
-namespace fastact::cpu {
+namespace fastact::cpu::CPU_CAPABILITY {
 namespace {
 
 // out = max(x, 0); NaN stays NaN, as in torch (clamp_min propagates it).
@@ -217,29 +217,29 @@ at::Tensor selu_backward(const at::Tensor& grad_output, const at::Tensor& self_o
 at::Tensor vec_exp_kernel(const at::Tensor& self) {
   TORCH_CHECK(self.scalar_type() == at::kFloat, "_vec_exp: float32 only");
   at::Tensor out = empty_output_like(self);
-  map_elementwise<float, 1>({self}, out, [](Vectorized<float> v) { return fastact::cpu::vec_exp(v); });
+  map_elementwise<float, 1>({self}, out, [](Vectorized<float> v) { return vec_exp(v); });
   return out;
 }
 
 }  // namespace
 
-TORCH_LIBRARY_IMPL(fastact, CPU, m) {
-  m.impl("_vec_exp", &vec_exp_kernel);
-  m.impl("relu", &relu);
-  m.impl("relu_", &relu_);
-  m.impl("relu_backward", &relu_backward);
-  m.impl("leaky_relu", &leaky_relu);
-  m.impl("leaky_relu_", &leaky_relu_);
-  m.impl("leaky_relu_backward", &leaky_relu_backward);
-  m.impl("sigmoid", &sigmoid);
-  m.impl("sigmoid_backward", &sigmoid_backward);
-  m.impl("tanh", &tanh);
-  m.impl("tanh_backward", &tanh_backward);
-  m.impl("gelu", &gelu);
-  m.impl("gelu_backward", &gelu_backward);
-  m.impl("selu", &selu);
-  m.impl("selu_", &selu_);
-  m.impl("selu_backward", &selu_backward);
+void register_activation(CpuKernels& kernels) {
+  kernels._vec_exp = &vec_exp_kernel;
+  kernels.relu = &relu;
+  kernels.relu_ = &relu_;
+  kernels.relu_backward = &relu_backward;
+  kernels.leaky_relu = &leaky_relu;
+  kernels.leaky_relu_ = &leaky_relu_;
+  kernels.leaky_relu_backward = &leaky_relu_backward;
+  kernels.sigmoid = &sigmoid;
+  kernels.sigmoid_backward = &sigmoid_backward;
+  kernels.tanh = &tanh;
+  kernels.tanh_backward = &tanh_backward;
+  kernels.gelu = &gelu;
+  kernels.gelu_backward = &gelu_backward;
+  kernels.selu = &selu;
+  kernels.selu_ = &selu_;
+  kernels.selu_backward = &selu_backward;
 }
 
-}  // namespace fastact::cpu
+}  // namespace fastact::cpu::CPU_CAPABILITY

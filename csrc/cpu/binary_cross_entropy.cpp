@@ -7,17 +7,17 @@
 // overflow. The gradient (scaled by 1 / numel for 'mean') is written in the
 // same pass, only when asked. Inputs arrive expanded to the input's shape.
 #include "checks.h"
-#include "cpu/output_allocator.h"
+#include "cpu_shared/capability.h"
+#include "cpu_shared/output_allocator.h"
 #include "cpu/vec_io.h"
 
 #include <ATen/Dispatch.h>
 #include <ATen/ops/empty.h>
 #include <ATen/ops/fill.h>
-#include <torch/library.h>
 
 #include <optional>
 
-namespace fastact::cpu {
+namespace fastact::cpu::CPU_CAPABILITY {
 namespace {
 
 template <typename T>
@@ -84,8 +84,8 @@ std::tuple<at::Tensor, at::Tensor> binary_cross_entropy_with_logits(
 
 }  // namespace
 
-TORCH_LIBRARY_IMPL(fastact, CPU, m) {
-  m.impl("binary_cross_entropy_with_logits", &binary_cross_entropy_with_logits);
+void register_binary_cross_entropy(CpuKernels& kernels) {
+  kernels.binary_cross_entropy_with_logits = &binary_cross_entropy_with_logits;
 }
 
-}  // namespace fastact::cpu
+}  // namespace fastact::cpu::CPU_CAPABILITY

@@ -16,20 +16,20 @@
 // Terms are formed as (m - x) + log s rather than lse - x so that logits of
 // +-1e4 lose nothing to cancellation in float32.
 #include "checks.h"
-#include "cpu/output_allocator.h"
+#include "cpu_shared/capability.h"
+#include "cpu_shared/output_allocator.h"
 #include "cpu/rows.h"
 
 #include <ATen/Dispatch.h>
 #include <ATen/ops/empty.h>
 #include <ATen/ops/fill.h>
-#include <torch/library.h>
 
 #include <algorithm>
 #include <cmath>
 #include <limits>
 #include <optional>
 
-namespace fastact::cpu {
+namespace fastact::cpu::CPU_CAPABILITY {
 namespace {
 
 // Checks every class index before anything is written, and returns the sum
@@ -301,8 +301,8 @@ std::tuple<at::Tensor, at::Tensor> cross_entropy(const at::Tensor& input, const 
 
 }  // namespace
 
-TORCH_LIBRARY_IMPL(fastact, CPU, m) {
-  m.impl("cross_entropy", &cross_entropy);
+void register_cross_entropy(CpuKernels& kernels) {
+  kernels.cross_entropy = &cross_entropy;
 }
 
-}  // namespace fastact::cpu
+}  // namespace fastact::cpu::CPU_CAPABILITY

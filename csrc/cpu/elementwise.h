@@ -9,7 +9,7 @@
 
 #include <array>
 
-namespace fastact::cpu {
+namespace fastact::cpu::CPU_CAPABILITY {
 
 inline bool shares_dense_layout(const at::Tensor& t, const at::Tensor& out) {
   return t.is_non_overlapping_and_dense() && t.strides() == out.strides();
@@ -47,4 +47,4 @@ void map_elementwise(const std::array<at::Tensor, N>& inputs, const at::Tensor& 
   if (!target.is_same(out)) out.copy_(target);
 }
 
-}  // namespace fastact::cpu
+}  // namespace fastact::cpu::CPU_CAPABILITY

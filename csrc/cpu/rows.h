@@ -14,7 +14,7 @@
 
 #include <vector>
 
-namespace fastact::cpu {
+namespace fastact::cpu::CPU_CAPABILITY {
 
 template <typename T>
 struct LastDimRow {
@@ -117,4 +117,4 @@ void for_each_row(const RowShape& s, bool stream, const RowFn& row_fn) {
   });
 }
 
-}  // namespace fastact::cpu
+}  // namespace fastact::cpu::CPU_CAPABILITY

@@ -5,16 +5,16 @@
 // either row policy. Arithmetic is in acc_t (fp32 for half/bfloat16); softmax keeps exp(x - max)
 // in an fp32 scratch row so reduced precision is rounded once, at the end.
 #include "checks.h"
-#include "cpu/output_allocator.h"
+#include "cpu_shared/capability.h"
+#include "cpu_shared/output_allocator.h"
 #include "cpu/rows.h"
 
 #include <ATen/Dispatch.h>
-#include <torch/library.h>
 
 #include <limits>
 #include <vector>
 
-namespace fastact::cpu {
+namespace fastact::cpu::CPU_CAPABILITY {
 namespace {
 
 // y = exp(x - max) / sum exp(x - max)
@@ -117,11 +117,11 @@ at::Tensor softmax_backward(const at::Tensor& grad_output, const at::Tensor& out
 
 }  // namespace
 
-TORCH_LIBRARY_IMPL(fastact, CPU, m) {
-  m.impl("softmax", &softmax_forward<false>);
-  m.impl("log_softmax", &softmax_forward<true>);
-  m.impl("softmax_backward", &softmax_backward<false>);
-  m.impl("log_softmax_backward", &softmax_backward<true>);
+void register_softmax(CpuKernels& kernels) {
+  kernels.softmax = &softmax_forward<false>;
+  kernels.log_softmax = &softmax_forward<true>;
+  kernels.softmax_backward = &softmax_backward<false>;
+  kernels.log_softmax_backward = &softmax_backward<true>;
 }
 
-}  // namespace fastact::cpu
+}  // namespace fastact::cpu::CPU_CAPABILITY

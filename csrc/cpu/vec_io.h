@@ -3,27 +3,26 @@
 // so each kernel's math is written once for all dtypes.
 #pragma once
 
-// at::vec picks its specialisation from CPU_CAPABILITY_*; ATen sets those per
-// translation unit. The extension is compiled for the machine that builds it
-// (setup.py: -march=native unless FASTACT_MARCH says otherwise), so derive the
-// capability from what the compiler targets. Must precede any ATen vec header.
+// at::vec picks its specialisation from CPU_CAPABILITY_*, and puts each in its
+// own inline namespace (at::vec::CPU_CAPABILITY), as do these kernels
+// (fastact::cpu::CPU_CAPABILITY): setup.py compiles every file in cpu/ once
+// per capability with that capability's flags and macros. Must precede any
+// ATen vec header.
 #if !defined(CPU_CAPABILITY)
-#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__) && \
-    defined(__AVX512DQ__) && defined(__FMA__)
-#define CPU_CAPABILITY_AVX512 1
-#define CPU_CAPABILITY AVX512
-#elif defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
-#define CPU_CAPABILITY_AVX2 1
-#define CPU_CAPABILITY AVX2
-#else
-#define CPU_CAPABILITY DEFAULT
+#error "csrc/cpu/ is compiled once per CPU capability: setup.py defines CPU_CAPABILITY"
 #endif
+#if (defined(CPU_CAPABILITY_AVX512) && !(defined(__AVX512F__) && defined(__AVX512BW__) && \
+                                         defined(__AVX512VL__) && defined(__AVX512DQ__) && defined(__FMA__))) || \
+    (defined(CPU_CAPABILITY_AVX2) && !(defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)))
+#error "CPU_CAPABILITY names an instruction set the compiler flags do not enable"
 #endif
 
 #include <ATen/Parallel.h>
 #include <ATen/OpMathType.h>
 #include <ATen/cpu/vec/functional.h>
 #include <ATen/cpu/vec/vec.h>
+
+#include "constants.h"
 
 #include <algorithm>
 #include <functional>
@@ -34,7 +33,7 @@
 #include <immintrin.h>
 #endif
 
-namespace fastact::cpu {
+namespace fastact::cpu::CPU_CAPABILITY {
 
 using at::vec::Vectorized;
 
@@ -46,11 +45,6 @@ using acc_t = at::opmath_type<T>;
 // Below this many elements a kernel runs on the calling thread: waking the
 // OpenMP pool costs more than the work (ATen's grain size for the same reason).
 constexpr int64_t kSerialGrain = 32768;
-
-// Outputs at least this large are written with non-temporal stores: they
-// cannot stay in the last-level cache anyway, and streaming them skips the
-// read-for-ownership that a normal store of a cold line costs.
-constexpr int64_t kStreamingStoreBytes = 24 << 20;
 
 inline bool use_streaming_stores(int64_t bytes) {
   return bytes >= kStreamingStoreBytes;
@@ -224,4 +218,4 @@ inline double parallel_sum(int64_t n, int64_t grain, const F& f) {
                              std::plus<double>());
 }
 
-}  // namespace fastact::cpu
+}  // namespace fastact::cpu::CPU_CAPABILITY

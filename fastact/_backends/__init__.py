@@ -33,17 +33,19 @@ class BackendInfo:
     devices: Tuple[str, ...]
     reason: str
     build: str = ""
+    cpu_kernels: str = ""  # C++ backend: which CPU capability's kernels run, and why
 
     def __str__(self) -> str:
         devices = ", ".join(self.devices) or "none"
         text = f"fastact backend: {self.name} (devices: {devices})\n  why: {self.reason}"
+        text += f"\n  cpu kernels: {self.cpu_kernels}" if self.cpu_kernels else ""
         return text + (f"\n  build: {self.build}" if self.build else "")
 
 
 def backend() -> BackendInfo:
     """The backend the fastact ops run on, the devices it serves, and why it was chosen."""
     if current == "cpp":
-        return BackendInfo("cpp", cpp.devices(), why, cpp.build())
+        return BackendInfo("cpp", cpp.devices(), why, cpp.build(), cpp.cpu_capability())
     if current == "numba":
         from fastact._backends import numba
 

@@ -6,7 +6,9 @@ broken build (no compiler at install time, a torch upgraded since) must not
 break `import fastact`: the failure is kept here (`load_error`), reported by
 fastact.backend(), and fastact falls back to its Numba backend.
 """
+import json
 import os
+import warnings
 from types import SimpleNamespace
 
 import torch
@@ -15,6 +17,30 @@ from fastact import _spec
 
 _C = None
 load_error = None
+PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def build_record() -> dict:
+    """fastact/_build.json, which setup.py writes next to _C: the torch and
+    Python it was built against, its CPU kernels, and why it did not build
+    if it did not. {} for a tree that was never built."""
+    try:
+        with open(os.path.join(PACKAGE, "_build.json")) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return {}
+
+
+def _reason_not_to_load(record: dict):
+    if record.get("error"):
+        return ImportError(f"fastact was installed without its C++ extension, which did not build: {record['error']}; "
+                           "reinstall with a C++ compiler for the fast path")
+    built_for = record.get("torch")
+    if built_for and built_for != torch.__version__:
+        # another torch's C++ ABI: at best an undefined symbol, at worst a crash
+        return ImportError(f"fastact._C was built against torch {built_for}, and this is torch {torch.__version__}: "
+                           "reinstall fastact to rebuild it")
+    return None
 
 
 def load() -> bool:
@@ -22,22 +48,34 @@ def load() -> bool:
     global _C, load_error
     if _C is not None:
         return True
+    refusal = _reason_not_to_load(build_record())
+    if refusal is not None:
+        load_error = refusal
+        return False
     try:
         from fastact import _C as module
     except (ImportError, OSError) as e:  # OSError: an undefined symbol after a torch upgrade
         load_error = e
-        package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-        if os.path.exists(os.path.join(os.path.dirname(package), "setup.py")):
+        if os.path.exists(os.path.join(os.path.dirname(PACKAGE), "setup.py")):
             # The usual cause: `python -m ...` run inside the source tree
             # imports this unbuilt copy instead of the installed package.
             load_error = ImportError(
-                f"{e}; fastact was imported from its source tree ({package}), which has no built "
+                f"{e}; fastact was imported from its source tree ({PACKAGE}), which has no built "
                 "extension: run from another directory or with `python -P`, or build in place "
                 "with `python setup.py build_ext --inplace`"
             )
         return False
     _C, load_error = module, None
+    _name, _why, warning, _compiled = _C._cpu_capability()
+    if warning:
+        warnings.warn(f"fastact: {warning}", RuntimeWarning, stacklevel=2)
     return True
+
+
+def cpu_capability() -> str:
+    """Which copy of the CPU kernels runs, and why."""
+    name, why, _warning, compiled = _C._cpu_capability()
+    return f"{name}: {why}; this build has {compiled}"
 
 
 def loaded() -> bool:

@@ -24,7 +24,7 @@
 //  - least recently freed out first: a mapping given back to a full cache
 //    evicts the oldest ones, so the sizes in use now stay cached;
 //  - a bound that holds: the cached bytes never exceed the capacity.
-#include "cpu/output_allocator.h"
+#include "cpu_shared/output_allocator.h"
 
 #include <ATen/EmptyTensor.h>
 #include <ATen/ops/empty_like.h>
