@@ -120,8 +120,13 @@ CapabilityChoice choose() {
     // kernels anyway, as such a build always did.
     rank = static_cast<int>(kCapabilities.size()) - 1;
     while (!kCapabilities[rank].register_all) --rank;
-    choice.warning = "this build has only " + choice.compiled + " kernels (built with FASTACT_MARCH), more than " +
-                     "this CPU supports (" + kCapabilities[supported].name + ")";
+    if (overridden) {
+      choice.warning = why + " asks for less than this build has (" + choice.compiled + ", built with " +
+                       "FASTACT_MARCH): using " + kCapabilities[rank].name;
+    } else {
+      choice.warning = "this build has only " + choice.compiled + " kernels (built with FASTACT_MARCH), more " +
+                       "than this CPU supports (" + kCapabilities[supported].name + ")";
+    }
     why = "the only kernels in this build";
   } else if (rank != limit) {
     if (overridden) {
