@@ -13,7 +13,7 @@ from fastact import functional
 from fastact._backends import BackendInfo, backend, empty_cache, set_backend
 from fastact.modules import (GELU, SELU, BCEWithLogitsLoss, CrossEntropyLoss, Fused, FusedLinear, LeakyReLU, LogSoftmax,
                              ReLU, Sigmoid, Softmax, Tanh)
-from fastact.surgery import fuse, swap
+from fastact.surgery import fuse, summary, swap
 
 # The torch-namespace forms (torch.relu, torch.sigmoid, torch.softmax, ...).
 from fastact.functional import (  # noqa: E402
@@ -22,6 +22,6 @@ from fastact.functional import (  # noqa: E402
 
 __version__ = "0.1.0"
 __all__ = ["ReLU", "LeakyReLU", "Sigmoid", "Tanh", "GELU", "SELU", "Softmax", "LogSoftmax", "CrossEntropyLoss",
-           "BCEWithLogitsLoss", "FusedLinear", "Fused", "functional", "swap", "fuse", "backend", "set_backend",
+           "BCEWithLogitsLoss", "FusedLinear", "Fused", "functional", "swap", "fuse", "summary", "backend", "set_backend",
            "BackendInfo", "empty_cache", "relu", "relu_", "sigmoid", "tanh", "selu", "selu_", "softmax",
            "log_softmax"]

@@ -9,7 +9,7 @@ from torch import nn
 from fastact import modules
 from fastact.modules import REPLACEMENTS, clone_as
 
-__all__ = ["swap", "fuse"]
+__all__ = ["swap", "fuse", "summary"]
 
 
 def _replacement(module: nn.Module, memo: dict) -> nn.Module:
@@ -26,11 +26,16 @@ def swap(model: nn.Module) -> nn.Module:
     """Replace every torch.nn module fastact implements, anywhere in `model`'s
     tree, with the fastact module carrying the same settings (a module shared
     by several parents stays shared). Modifies `model` in place and returns
-    it; if `model` itself is replaceable, returns its replacement."""
+    it, `model` itself included: `fastact.swap(criterion)` turns an
+    nn.CrossEntropyLoss into fastact's without an assignment (a fastact module
+    is its torch class's subclass with the same state, so the object changes
+    class and keeps everything else). fastact.summary(model) shows what
+    changed."""
     memo: dict = {}
-    root = _replacement(model, memo)
-    if root is not model:
-        return root
+    cls = REPLACEMENTS.get(type(model))
+    if cls is not None:
+        model.__class__ = cls
+        return model
     for parent in list(model.modules()):
         for name, child in list(parent._modules.items()):
             if child is not None:
@@ -100,3 +105,27 @@ def fuse(model: nn.Module) -> nn.Module:
     if type(model) is nn.Linear and not _has_hooks(model):
         return fused(model, "none", 0.01)
     return model
+
+
+def summary(model: nn.Module) -> str:
+    """What swap and fuse made of `model`: each fastact module by its name in
+    the tree, and each module fastact implements that runs on torch, with why
+    (swap leaves subclasses, which may override forward, alone)."""
+    ours, left = [], []
+    for name, module in model.named_modules():
+        label = name or "(the model itself)"
+        kind = type(module)
+        if kind.__module__ == modules.__name__:
+            detail = module.extra_repr()
+            ours.append(f"  {label}: fastact.{kind.__name__}" + (f" ({detail})" if detail else ""))
+        elif kind in REPLACEMENTS:
+            left.append(f"  {label}: torch {kind.__name__}, not swapped (fastact.swap(model) swaps it)")
+        elif isinstance(module, tuple(REPLACEMENTS)):
+            base = next(base for base in REPLACEMENTS if isinstance(module, base))
+            left.append(f"  {label}: {kind.__name__}, a subclass of nn.{base.__name__}: left to torch "
+                        "(its forward may differ)")
+    from fastact._backends import backend
+
+    head = (f"fastact.summary: {len(ours)} fastact module(s), {len(left)} that fastact implements left to torch; "
+            f"ops run on the {backend().name} backend")
+    return "\n".join([head] + ours + left)

@@ -6,6 +6,7 @@
 """
 import argparse
 import importlib
+import importlib.util
 import os
 import sys
 
@@ -52,4 +53,8 @@ def main(argv=None) -> int:
         module.add_arguments(cmd)
         cmd.set_defaults(func=module.main)
     args = parser.parse_args(argv)
+    # checked before any work: a plot asked for must not fail after minutes of training
+    if getattr(args, "plot", None) and importlib.util.find_spec("matplotlib") is None:
+        parser.error("--plot needs matplotlib, which is not installed: pip install matplotlib "
+                     "(or install fastact with its [plot] extra)")
     return args.func(args)

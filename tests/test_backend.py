@@ -138,3 +138,40 @@ def test_output_cache_size_classes_eviction_and_bound():
     result = subprocess.run([sys.executable, "-P", "-c", _CACHE_POLICY_SCRIPT], env=env, capture_output=True,
                             text=True, timeout=300)
     assert result.returncode == 0 and result.stdout.strip().endswith("ok"), result.stderr[-2000:]
+
+
+def test_numba_keeps_its_compiled_kernels_outside_the_package(tmp_path):
+    """pip uninstall removes only what it installed: a cache inside the package
+    would leave a directory that imports as an empty namespace package."""
+    package_cache = os.path.join(os.path.dirname(fastact.__file__), "_backends", "numba", "__pycache__")
+
+    def cached_in_package():
+        if not os.path.isdir(package_cache):
+            return {}
+        return {f: os.path.getmtime(os.path.join(package_cache, f)) for f in os.listdir(package_cache)
+                if f.endswith((".nbi", ".nbc"))}
+
+    before = cached_in_package()
+    environ = {k: v for k, v in os.environ.items() if k != "NUMBA_CACHE_DIR"}
+    out = subprocess.run([sys.executable, "-P", "-c", "import torch, fastact.functional as F; "
+                          "print(F.relu(torch.tensor([-1.0, 2.0])).tolist())"], capture_output=True, text=True,
+                         timeout=300, env={**environ, "FASTACT_BACKEND": "numba",
+                                           "FASTACT_NUMBA_CACHE_DIR": str(tmp_path)})
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[0.0, 2.0]"
+    assert cached_in_package() == before
+    assert any(f.endswith(".nbi") for _, _, files in os.walk(tmp_path) for f in files)
+
+
+def test_an_unbuilt_source_tree_says_so_in_one_sentence(tmp_path):
+    """`python -m fastact` in the repository root (no -P) imports the source
+    tree; without an extension built there, the warning names that cause and
+    its fix, not an import error from inside the package."""
+    pkg = os.path.dirname(fastact.__file__)
+    shutil.copytree(pkg, tmp_path / "fastact", ignore=shutil.ignore_patterns("_C*", "__pycache__", "_build.json"))
+    (tmp_path / "setup.py").write_text("# a checkout\n")
+    out = run_python(_USE_A_RELU % str(tmp_path), cwd=str(tmp_path), PYTHONPATH=str(tmp_path))
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == ["numba", "[0.0, 2.0]"]
+    assert out.stderr.count("this is fastact's source tree") == 1 and "python -P" in out.stderr
+    assert "circular import" not in out.stderr and "partially initialized" not in out.stderr

@@ -53,3 +53,31 @@ def test_bench_prints_ratios(capsys, tmp_path):
     assert "ratio" in text and "copy bandwidth" in text
     data = json.loads(out_json.read_text())
     assert {r["op"] for r in data["results"]} == {"relu", "softmax"} and data["copy_gbps"] > 0
+
+
+@pytest.mark.parametrize("command", [["train", "--model", "circles"], ["bench", "--ops", "relu"]])
+def test_plot_without_matplotlib_is_refused_before_any_work(command, capsys, monkeypatch, tmp_path):
+    import importlib.util
+
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "matplotlib" else find_spec(name, *a))
+    with pytest.raises(SystemExit) as exit_:
+        main(command + ["--plot", str(tmp_path / "out.png")])
+    captured = capsys.readouterr()
+    assert exit_.value.code == 2 and "--plot needs matplotlib" in captured.err and "pip install matplotlib" in captured.err
+    assert captured.out == ""  # nothing trained or timed
+
+
+def test_bench_refuses_a_missing_device_and_a_malformed_size(capsys):
+    if not torch.cuda.is_available():
+        assert main(["bench", "--device", "cuda"]) == 2
+        assert "no usable CUDA device" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_:
+        main(["bench", "--sizes", "4096-4096"])
+    assert exit_.value.code == 2 and "'4096-4096' is not a size" in capsys.readouterr().err
+
+
+def test_bench_takes_a_capital_x_and_reports_the_mlp_only_with_leaky_relu(capsys):
+    assert main(["bench", "--ops", "relu", "--sizes", "8X16", "--budget", "0.02", "--mode", "fwd"]) == 0
+    text = capsys.readouterr().out
+    assert "(8, 16)" in text and "saved for backward" not in text

@@ -21,6 +21,7 @@ CSRC = os.path.join(ROOT, "csrc")
 LAYERS = {
     "fastact._spec": 0,
     "fastact._checks": 1,
+    "fastact._backends.numba.cache": 2,
     "fastact._backends.numba.kernels": 2,
     "fastact._backends.numba.library": 3,
     "fastact._backends.numba.autograd": 4,

@@ -126,6 +126,33 @@ def test_swap_root_module_and_idempotence():
     assert fastact.swap(m)[0] is first
 
 
+def test_swap_changes_the_root_in_place():
+    criterion = nn.CrossEntropyLoss(label_smoothing=0.1, reduction="sum")
+    hook_calls = []
+    criterion.register_forward_hook(lambda *args: hook_calls.append(1))
+    assert fastact.swap(criterion) is criterion  # no assignment needed
+    assert type(criterion) is fastact.CrossEntropyLoss
+    assert (criterion.label_smoothing, criterion.reduction) == (0.1, "sum")
+    x, t = torch.randn(4, 3), torch.tensor([0, 2, 1, 1])
+    torch.testing.assert_close(criterion(x, t), nn.functional.cross_entropy(x, t, label_smoothing=0.1, reduction="sum"))
+    assert hook_calls == [1]
+    subclass = MyReLU()
+    assert fastact.swap(subclass) is subclass and type(subclass) is MyReLU
+
+
+def test_summary_says_what_swap_and_fuse_did():
+    model = nn.Sequential(nn.Linear(2, 3), nn.ReLU(), nn.Linear(3, 2), MyReLU())
+    before = fastact.summary(model)
+    assert "0 fastact module(s), 2 that fastact implements left to torch" in before
+    assert "1: torch ReLU, not swapped" in before
+    fastact.fuse(model)
+    after = fastact.summary(model)
+    assert "0: fastact.FusedLinear (in_features=2, out_features=3, bias=True, activation=relu)" in after
+    assert "1: fastact.Fused (relu, applied by the preceding FusedLinear)" in after
+    assert "3: MyReLU, a subclass of nn.ReLU: left to torch" in after
+    assert "(the model itself)" in fastact.summary(fastact.swap(nn.Softmax(dim=1)))
+
+
 def test_torch_namespace_forms():
     x = torch.randn(4, 5)
     for name in ("relu", "sigmoid", "tanh", "selu"):

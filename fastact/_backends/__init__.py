@@ -78,8 +78,7 @@ def use(name: str, reason: str = "") -> None:
     global traced, eager, current, why
     if name == "cpp":
         if not cpp.load():  # loads it now if FASTACT_BACKEND=numba left it unloaded
-            raise RuntimeError(f"fastact: the C++ backend is not available: fastact._C did not load "
-                               f"({cpp.load_error!r}); build it with `pip install --no-build-isolation .`")
+            raise RuntimeError(f"fastact: the C++ backend is not available: {cpp.load_error}")
         fake.register("fastact")
         traced, eager = cpp.tables()
         reason = reason or f"chosen with fastact.set_backend('cpp'); fastact._C loaded from {cpp.where()}"
@@ -138,9 +137,7 @@ def _choose_at_import() -> None:
         traced = eager = _unavailable(why)
         return
     if requested == "auto":
-        warnings.warn(f"fastact: the C++ extension fastact._C could not be loaded ({cpp.load_error}); "
-                      "falling back to the slower Numba backend. Build the extension against your torch with "
-                      "`pip install --no-build-isolation .` from the fastact source tree.", stacklevel=4)
+        warnings.warn(f"fastact: {cpp.load_error}; falling back to the slower Numba backend", stacklevel=4)
 
 
 _choose_at_import()

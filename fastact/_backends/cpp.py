@@ -6,6 +6,7 @@ broken build (no compiler at install time, a torch upgraded since) must not
 break `import fastact`: the failure is kept here (`load_error`), reported by
 fastact.backend(), and fastact falls back to its Numba backend.
 """
+import glob
 import json
 import os
 import warnings
@@ -43,11 +44,26 @@ def _reason_not_to_load(record: dict):
     return None
 
 
+def _unbuilt_source_tree() -> bool:
+    """True for a source checkout with no extension built in it: what
+    `python -m fastact` in the repository root (without -P) imports instead
+    of the installed package."""
+    in_a_checkout = os.path.exists(os.path.join(os.path.dirname(PACKAGE), "setup.py"))
+    return in_a_checkout and not glob.glob(os.path.join(PACKAGE, "_C.*"))
+
+
 def load() -> bool:
-    """Import fastact._C (once); True when its ops are registered."""
+    """Import fastact._C (once); True when its ops are registered. When it
+    cannot, load_error says why and what to do, in one sentence."""
     global _C, load_error
     if _C is not None:
         return True
+    if _unbuilt_source_tree():
+        load_error = ImportError(
+            f"this is fastact's source tree ({PACKAGE}), imported instead of the installed fastact and without "
+            "its compiled extension: run with `python -P` or from another directory (or build in place: "
+            "`python setup.py build_ext --inplace`)")
+        return False
     refusal = _reason_not_to_load(build_record())
     if refusal is not None:
         load_error = refusal
@@ -55,15 +71,8 @@ def load() -> bool:
     try:
         from fastact import _C as module
     except (ImportError, OSError) as e:  # OSError: an undefined symbol after a torch upgrade
-        load_error = e
-        if os.path.exists(os.path.join(os.path.dirname(PACKAGE), "setup.py")):
-            # The usual cause: `python -m ...` run inside the source tree
-            # imports this unbuilt copy instead of the installed package.
-            load_error = ImportError(
-                f"{e}; fastact was imported from its source tree ({PACKAGE}), which has no built "
-                "extension: run from another directory or with `python -P`, or build in place "
-                "with `python setup.py build_ext --inplace`"
-            )
+        load_error = ImportError(f"fastact._C did not load ({e}): build it against your torch with "
+                                 "`pip install --no-build-isolation .` from the fastact source tree")
         return False
     _C, load_error = module, None
     _name, _why, warning, _compiled = _C._cpu_capability()

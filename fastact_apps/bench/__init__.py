@@ -5,15 +5,17 @@ shared machine hits both alike), takes the median time per call over the
 rounds, and reports ratio = torch time / fastact time. Large cases also get
 GB/s from the bytes the op must move, next to a measured copy bandwidth.
 
-    python -m fastact bench                     # default settings
-    THP_MEM_ALLOC_ENABLE=1 python -m fastact bench   # torch on huge pages too
-    python -m fastact bench --device cuda --dtype bfloat16   # on a GPU (GPU sizes)
+    fastact bench                     # default settings (or: python -P -m fastact bench)
+    THP_MEM_ALLOC_ENABLE=1 fastact bench   # torch on huge pages too
+    fastact bench --device cuda --dtype bfloat16   # on a GPU (GPU sizes)
 
 It ends with the bytes autograd saves for a LeakyReLU MLP, torch and fastact
 (and, with --memory, the peak resident memory of cross entropy).
 """
+import argparse
 import json
 import os
+import re
 import sys
 from dataclasses import asdict
 
@@ -25,8 +27,20 @@ from fastact_apps.bench.specs import OPS, default_sizes
 from fastact_apps.bench.timing import copy_bandwidth_gbps
 
 
+def size(text: str):
+    """argparse type for --sizes: ROWSxCOLS (x or X)."""
+    match = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*", text)
+    if not match:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a size: write ROWSxCOLS, e.g. 4096x4096")
+    return int(match.group(1)), int(match.group(2))
+
+
 def main(args) -> int:
-    sizes = [tuple(int(v) for v in s.split("x")) for s in args.sizes] if args.sizes else None
+    sizes = args.sizes or None
+    if torch.device(args.device).type == "cuda" and not torch.cuda.is_available():
+        print(f"fastact bench: --device {args.device} asked for, but this torch ({torch.__version__}) "
+              "has no usable CUDA device", file=sys.stderr)
+        return 2
     modes = ["fwd", "fwd+bwd"] if args.mode == "both" else [args.mode]
     ops = args.ops or list(OPS)
     dtype = getattr(torch, args.dtype)
@@ -48,7 +62,7 @@ def main(args) -> int:
         results = run(ops, sizes, modes, args.budget, args.compile, progress=progress, with_numba=args.numba,
                       device=args.device, dtype=dtype)
     print(format_table(results, copy_gbps))
-    if not cuda:
+    if not cuda and "leaky_relu" in ops:  # the report's MLP is a LeakyReLU one
         print(saved_bytes_report())
     if args.memory:
         print(cuda_peak_memory_report(dtype=dtype) if cuda else peak_memory_report())
@@ -66,7 +80,7 @@ def main(args) -> int:
 
 def add_arguments(parser) -> None:
     parser.add_argument("--ops", nargs="*", choices=list(OPS), help="ops to run (default: all)")
-    parser.add_argument("--sizes", nargs="*", help="RxC sizes (default on CPU: 5x10 1000x10 256x1024 4096x4096; "
+    parser.add_argument("--sizes", nargs="*", type=size, help="RxC sizes (default on CPU: 5x10 1000x10 256x1024 4096x4096; "
                         "losses: 1000x10 4096x4096 4096x32000; on CUDA: 1000x10 8192x32000, losses also 8192x128256)")
     parser.add_argument("--compile", action="store_true", help="also time torch.compile of the torch function")
     parser.add_argument("--memory", action="store_true",

@@ -7,7 +7,7 @@ this process, taking turns step by step, and the table gives steps/s for
 each, the speedup, the final loss and accuracy of each, and how many leading
 steps' losses agree to 1e-4 (see `agreement` for what "agree" requires).
 
-    python -m fastact train [--model NAME ...] [--epochs N] [--device cpu|cuda]
+    fastact train [--model NAME ...] [--epochs N] [--device cpu|cuda]
                             [--compile] [--optimizer-impl default|foreach|fused]
                             [--plot out.png] [--json out.json]
 
@@ -59,17 +59,17 @@ def main(args) -> int:
     if args.save:
         for name in names:
             save_state(models[name]["fastact"].state_dict(), args.save, name)
-    if args.plot:
-        from fastact_apps.train.plots import plot
-
-        plot(rows, models, args.plot)
-        print(f"plot written to {args.plot}")
-    if args.json:
+    if args.json:  # before the plot: the numbers are the result, the plot a view of them
         def run_dict(run):
             return None if run is None else {k: v for k, v in asdict(run).items() if k != "losses"}
         with open(args.json, "w") as f:
             json.dump([{**asdict(r), "torch": run_dict(r.torch), "fastact": run_dict(r.fastact),
                         "compiled": run_dict(r.compiled)} for r in rows], f, indent=1)
+    if args.plot:
+        from fastact_apps.train.plots import plot
+
+        plot(rows, models, args.plot)
+        print(f"plot written to {args.plot}")
     return 0 if all(r.agree for r in rows) else 1
 
 

@@ -12,6 +12,9 @@ import numpy as np
 from numba import prange
 
 from fastact import _spec
+from fastact._backends.numba import cache
+
+cache.install()
 
 # Below this many elements a kernel runs on the calling thread.
 SERIAL_GRAIN = 32768
