@@ -81,3 +81,18 @@ def test_bench_takes_a_capital_x_and_reports_the_mlp_only_with_leaky_relu(capsys
     assert main(["bench", "--ops", "relu", "--sizes", "8X16", "--budget", "0.02", "--mode", "fwd"]) == 0
     text = capsys.readouterr().out
     assert "(8, 16)" in text and "saved for backward" not in text
+
+
+def test_bench_warns_when_the_machine_is_busy(capsys, monkeypatch):
+    import os
+
+    monkeypatch.setattr(os, "getloadavg", lambda: (64.0, 64.0, 64.0))
+    assert main(["bench", "--ops", "relu", "--sizes", "8x16", "--budget", "0.02", "--mode", "fwd"]) == 0
+    assert capsys.readouterr().out.count("warning: the machine is busy (load average 64.0") == 1
+
+
+def test_train_profile_keeps_the_profilers_chatter_out_of_stderr(capfd):
+    assert main(["train", "--profile", "--model", "circles"]) == 0
+    out, err = capfd.readouterr()
+    assert "microseconds per training step" in out
+    assert "USDT:" not in err and "STAGE:" not in err

@@ -35,6 +35,21 @@ def size(text: str):
     return int(match.group(1)), int(match.group(2))
 
 
+def busy_machine_warning() -> str:
+    """A line for the report when other work competes for the CPUs (load
+    average over half of them): a stalled thread on either side skews a ratio
+    (a "152x" was seen), so say so next to the numbers."""
+    try:
+        load = os.getloadavg()[0]
+    except OSError:  # not on this platform
+        return ""
+    cpus = os.cpu_count() or 1
+    if load <= cpus / 2:
+        return ""
+    return (f"warning: the machine is busy (load average {load:.1f} on {cpus} CPUs): other work competes with "
+            "both sides, so ratios may be off; rerun when it is quiet, or quote the median of several runs")
+
+
 def main(args) -> int:
     sizes = args.sizes or None
     if torch.device(args.device).type == "cuda" and not torch.cuda.is_available():
@@ -51,6 +66,9 @@ def main(args) -> int:
              else f"{torch.get_num_threads()} threads, THP_MEM_ALLOC_ENABLE={os.environ.get('THP_MEM_ALLOC_ENABLE', 'unset')}")
     settings = f"torch {torch.__version__}, {args.device}: {where}, {args.dtype}"
     print(settings, flush=True)
+    busy_before = busy_machine_warning()
+    if busy_before:
+        print(busy_before, flush=True)
     copy_gbps = copy_bandwidth_gbps(1 << 30 if cuda else 64 << 20, args.device)
     from tqdm.auto import tqdm
 
@@ -62,6 +80,9 @@ def main(args) -> int:
         results = run(ops, sizes, modes, args.budget, args.compile, progress=progress, with_numba=args.numba,
                       device=args.device, dtype=dtype)
     print(format_table(results, copy_gbps))
+    busy_after = busy_machine_warning()
+    if busy_after and not busy_before:
+        print(busy_after)
     if not cuda and "leaky_relu" in ops:  # the report's MLP is a LeakyReLU one
         print(saved_bytes_report())
     if args.memory:

@@ -1,6 +1,10 @@
 """Where a training step's time goes, torch and fastact side by side."""
+import contextlib
 import copy
+import os
 import statistics
+import sys
+import tempfile
 
 import torch
 
@@ -20,6 +24,28 @@ _GROUPS = (("matmul (MKL, shared)", ("aten::addmm", "aten::mm", "aten::bmm", "at
            ("autograd bookkeeping", ("autograd::engine", "torch::autograd::AccumulateGrad", "aten::sum", "aten::t",
                                      "aten::zero_", "aten::fill_", "aten::ones_like", "aten::empty", "aten::detach")))
 
+@contextlib.contextmanager
+def _without_profiler_chatter():
+    """torch's profiler (kineto) writes a line to the process's stderr each
+    time it starts or stops ("USDT: ... profiler_start", "STAGE: ..."), past
+    any log level. Capture file descriptor 2 meanwhile and pass on every
+    other line, so real errors still show."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile(mode="w+b") as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            captured.seek(0)
+            for line in captured.read().decode(errors="replace").splitlines(keepends=True):
+                if not line.startswith(("USDT:", "STAGE:")):
+                    sys.stderr.write(line)
+
+
 def profile(name: str, steps: int = 200, optimizer_impl: str = "default") -> str:
     """A breakdown of one training step's time, torch and fastact side by
     side: microseconds per step by group of ops (profiler self times; the
@@ -37,11 +63,12 @@ def profile(name: str, steps: int = 200, optimizer_impl: str = "default") -> str
         trainer = Trainer(model, tutorial, kind, optimizer_impl)
         for _ in range(20):
             trainer.step(xb, yb)
-        with torch_profile(activities=[ProfilerActivity.CPU]):  # the profiler's own first-use costs
-            trainer.step(xb, yb)
-        with torch_profile(activities=[ProfilerActivity.CPU]) as prof:
-            for _ in range(steps):
+        with _without_profiler_chatter():
+            with torch_profile(activities=[ProfilerActivity.CPU]):  # the profiler's own first-use costs
                 trainer.step(xb, yb)
+            with torch_profile(activities=[ProfilerActivity.CPU]) as prof:
+                for _ in range(steps):
+                    trainer.step(xb, yb)
         groups = {g: 0.0 for g, _ in _GROUPS} | {"other": 0.0}
         for event in prof.key_averages():
             group = next((g for g, prefixes in _GROUPS if event.key.startswith(prefixes)), "other")
