@@ -96,3 +96,10 @@ def test_train_profile_keeps_the_profilers_chatter_out_of_stderr(capfd):
     out, err = capfd.readouterr()
     assert "microseconds per training step" in out
     assert "USDT:" not in err and "STAGE:" not in err
+
+
+def test_bench_writes_a_plot(tmp_path):
+    png = tmp_path / "bench.png"
+    assert main(["bench", "--ops", "relu", "gelu", "--sizes", "8x16", "64x64", "--budget", "0.02",
+                 "--plot", str(png)]) == 0
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000

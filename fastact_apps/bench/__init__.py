@@ -94,7 +94,7 @@ def main(args) -> int:
     if args.plot:
         from fastact_apps.bench.plots import plot
 
-        plot(results, args.plot)
+        plot(results, args.plot, settings)
         print(f"plot written to {args.plot}")
     return 0
 

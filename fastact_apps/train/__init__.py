@@ -52,9 +52,10 @@ def main(args) -> int:
         rows.append(compare(name, args.epochs, device=args.device, compile=args.compile,
                             optimizer_impl=args.optimizer_impl, progress=show,
                             keep_models=models if (args.plot or args.save) else None))
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {args.device}, "
-          f"optimizers: {args.optimizer_impl} implementation (same on every side), "
-          f"fastact backend: {fastact.backend().name}")
+    settings = (f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {args.device}, "
+                f"optimizers: {args.optimizer_impl} implementation (same on every side), "
+                f"fastact backend: {fastact.backend().name}")
+    print(settings)
     print(format_table(rows))
     if args.save:
         for name in names:
@@ -68,7 +69,7 @@ def main(args) -> int:
     if args.plot:
         from fastact_apps.train.plots import plot
 
-        plot(rows, models, args.plot)
+        plot(rows, models, args.plot, settings)
         print(f"plot written to {args.plot}")
     return 0 if all(r.agree for r in rows) else 1
 
