@@ -98,7 +98,7 @@ at::Tensor tanh(const at::Tensor& self) {
   at::Tensor out = empty_output_like(x);
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "tanh", [&] {
     using Vec = typename VecIO<scalar_t>::Vec;
-    map_elementwise<scalar_t, 1>({x}, out, [](Vec v) { return v.tanh(); });
+    map_elementwise<scalar_t, 1>({x}, out, [](Vec v) { return vec_tanh(v); });
   });
   return out;
 }
@@ -141,7 +141,7 @@ at::Tensor gelu(const at::Tensor& self, c10::string_view approximate) {
     using Acc = acc_t<scalar_t>;
     const Vec half(0.5), one(1), beta(static_cast<Acc>(kGeluBeta)), kappa(static_cast<Acc>(kGeluKappa)), rsqrt2(Acc(M_SQRT1_2));
     map_elementwise<scalar_t, 1>({self}, out, [=](Vec x) {
-      const Vec t = use_tanh ? (beta * (x + kappa * x * x * x)).tanh() : (x * rsqrt2).erf();
+      const Vec t = use_tanh ? vec_tanh(beta * (x + kappa * x * x * x)) : (x * rsqrt2).erf();
       return half * x * (one + t);
     });
   });
@@ -161,7 +161,7 @@ at::Tensor gelu_backward(const at::Tensor& grad_output, const at::Tensor& self, 
     map_elementwise<scalar_t, 2>({grad_output, self}, grad_input, [=](Vec g, Vec x) {
       if (use_tanh) {
         const Vec x_sq = x * x;
-        const Vec t = (beta * (x + kappa * x_sq * x)).tanh();
+        const Vec t = vec_tanh(beta * (x + kappa * x_sq * x));
         const Vec left_derivative = half * (one + t);
         const Vec right_derivative = half * x * (one - t * t) * beta * (one + three * kappa * x_sq);
         return g * (left_derivative + right_derivative);

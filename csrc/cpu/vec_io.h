@@ -149,6 +149,36 @@ inline Vectorized<Acc> vec_exp(const Vectorized<Acc>& x) {
   return x.exp();
 }
 
+// tanh in float32 vectors, about 4x cheaper than Sleef's 1-ulp tanhf that
+// Vectorized::tanh calls (which left fastact's tanh at 0.2x of torch's at
+// cache-resident sizes): for |x| >= 0.625, +-(1 - 2 / (exp(2|x|) + 1)),
+// which cancels nothing there (tanh >= 0.55) and reaches 1 once exp
+// overflows; below, Cephes' odd polynomial x + x z P(z), z = x^2. Computed
+// on |x|, x's sign bit put back last (so -0 stays -0); NaN fails the
+// |x| < 0.625 test and comes out of exp as NaN. Within 1 ulp of the
+// correctly rounded value (tests/test_vec_exp.py sweeps it).
+// Other accumulation types (double) keep Sleef's.
+template <typename Acc>
+inline Vectorized<Acc> vec_tanh(const Vectorized<Acc>& x) {
+  if constexpr (std::is_same_v<Acc, float>) {
+    using Vec = Vectorized<float>;
+    const Vec magnitude = x.abs();
+    const Vec one(1.f), two(2.f);
+    const Vec large = one - two / (vec_exp(two * magnitude) + one);
+    const Vec z = magnitude * magnitude;
+    Vec p(-5.70498872745e-3f);
+    p = at::vec::fmadd(p, z, Vec(2.06390887954e-2f));
+    p = at::vec::fmadd(p, z, Vec(-5.37397155531e-2f));
+    p = at::vec::fmadd(p, z, Vec(1.33314422036e-1f));
+    p = at::vec::fmadd(p, z, Vec(-3.33332819422e-1f));
+    const Vec small = at::vec::fmadd(magnitude * z, p, magnitude);
+    const Vec result = Vec::blendv(large, small, magnitude < Vec(0.625f));
+    return result | (x & Vec(-0.f));  // x's sign bit onto |tanh x| (so -0 stays -0)
+  } else {
+    return x.tanh();
+  }
+}
+
 // Reduction operators, as functions to pass to reductions.
 template <typename Vec>
 Vec vec_max(const Vec& a, const Vec& b) {
