@@ -25,6 +25,7 @@ Switches (environment variables):
                                  (CI; by default the install falls back)
     MAX_JOBS=N                   parallel compile jobs (ninja)
 """
+import functools
 import glob
 import json
 import os
@@ -85,8 +86,10 @@ def capability_of(march):
     return next((name for name, needs in CAPABILITY_MACROS.items() if needs <= defined), "DEFAULT")
 
 
+@functools.lru_cache(maxsize=None)
 def capabilities():
-    """[(name, flags)]: the copies of the csrc/cpu/ kernels this build compiles."""
+    """[(name, flags)]: the copies of the csrc/cpu/ kernels this build compiles
+    (asked by the compile and the build record: the compiler probe runs once)."""
     if MARCH:
         return [(capability_of(MARCH), [f"-march={MARCH}"])]
     if platform.machine().lower() in ("x86_64", "amd64"):
@@ -135,8 +138,10 @@ class FastactBuildExtension(BuildExtension):
                 KERNEL_SOURCES, output_dir=os.path.join(self.build_temp, f"cpu_{name}"),
                 macros=ext.define_macros + [("CPU_CAPABILITY", name), (f"CPU_CAPABILITY_{name}", "1")],
                 include_dirs=ext.include_dirs, debug=self.debug, extra_postargs=args, depends=ext.depends)
-            ext.define_macros.append((f"FASTACT_CPU_HAS_{name}", "1"))
         ext.extra_objects = objects
+        # for capability.cpp: which copies it may register (the kernels need not know)
+        has = [(f"FASTACT_CPU_HAS_{name}", "1") for name, _ in capabilities()]
+        ext.define_macros += [m for m in has if m not in ext.define_macros]
 
     def _give_up_on(self, extensions, error):
         if REQUIRE_EXTENSION:
