@@ -72,17 +72,23 @@ def leaky_relu_(input: Tensor, negative_slope: float = 0.01) -> Tensor:
 
 def sigmoid(input: Tensor) -> Tensor:
     r"""sigmoid(input) -> Tensor: 1 / (1 + exp(-input)); integer inputs give
-    the default float dtype, as torch.sigmoid. Backward uses the output."""
+    the default float dtype, as torch.sigmoid; complex inputs are torch's.
+    Backward uses the output."""
     if has_torch_function_unary(input):
         return handle_torch_function(sigmoid, (input,), input)
+    if input.is_complex():  # torch's complex sigmoid, as torch.sigmoid does it
+        return torch.sigmoid(input)
     return _pointwise("sigmoid", input)
 
 
 def tanh(input: Tensor) -> Tensor:
-    r"""tanh(input) -> Tensor; integer inputs give the default float dtype.
+    r"""tanh(input) -> Tensor; integer inputs give the default float dtype,
+    complex inputs are torch's.
     Backward uses the output: 1 - tanh(x)^2."""
     if has_torch_function_unary(input):
         return handle_torch_function(tanh, (input,), input)
+    if input.is_complex():  # torch's complex tanh
+        return torch.tanh(input)
     return _pointwise("tanh", input)
 
 
@@ -170,8 +176,9 @@ def cross_entropy(input: Tensor, target: Tensor, weight: Optional[Tensor] = None
     'mean' divides by the sum of w_y over targets not ignored (indices) or by
     the number of samples (probabilities), as torch does.
 
-    Not supported (clear errors): gradients with respect to target or weight,
-    double backward, forward-mode AD.
+    Autograd: reverse mode as above; double backward, forward-mode AD and
+    gradients with respect to probability targets and weight as torch (see
+    csrc/autograd/fused_loss.cpp for which path serves which).
     """
     if has_torch_function_variadic(input, target, weight):
         return handle_torch_function(

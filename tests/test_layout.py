@@ -28,6 +28,7 @@ LAYERS = {
     "fastact._backends.numba": 5,
     "fastact._backends.cpp": 5,
     "fastact._backends.fake": 5,
+    "fastact._backends.batching": 5,
     "fastact._backends": 6,
     "fastact.functional": 7,
     "fastact.modules": 8,

@@ -11,8 +11,13 @@
 // the input is gone: selu_ saves its output (as torch's selu_ does).
 //
 // Backward ops run fastact's kernel; when the backward itself is being
-// recorded (create_graph), they run ATen's differentiable formula for the
-// same derivative instead, so double (and higher) backward works.
+// recorded (create_graph) or carries tangents, they run ATen's
+// differentiable formula for the same derivative instead, so double (and
+// higher) backward and forward-over-reverse work.
+//
+// Forward-mode AD: the Jacobian is diagonal, so the output's tangent is the
+// backward op applied to the input's tangent (one fused pass, through the
+// dispatcher so that it is itself differentiable).
 #include "autograd/autograd.h"
 #include "constants.h"
 
@@ -116,8 +121,7 @@ struct Selu {
 
 template <typename Op>
 at::Tensor pointwise_backward(const Op& op, const at::Tensor& grad, const at::Tensor& s) {
-  check_no_forward_ad(Op::kName, grad, s);
-  if (needs_grad(grad, s)) return op.differentiable_backward(grad, s);  // recorded by ATen
+  if (needs_grad(grad, s) || any_tangent(grad, s)) return op.differentiable_backward(grad, s);  // ATen's autograd
   at::AutoDispatchBelowADInplaceOrView below;
   return op.backward(grad, s);
 }
@@ -140,18 +144,20 @@ struct PointwiseNode final : torch::autograd::Node {
 
 template <typename Op>
 at::Tensor pointwise(const Op& op, const at::Tensor& x) {
-  check_no_forward_ad(Op::kName, x);
   at::Tensor out;
   {
     at::AutoDispatchBelowADInplaceOrView below;
     out = op.forward(x);
   }
+  c10::intrusive_ptr<PointwiseNode<Op>> node;
   if (needs_grad(x)) {
-    auto node = make_node<PointwiseNode<Op>>(x);
+    node = make_node<PointwiseNode<Op>>(x);
     node->op = op;
     torch::autograd::set_history(out, node);
-    node->s = op.saves_output() ? SavedVariable(out, /*is_output=*/true) : SavedVariable(x, false);
   }
+  if (has_tangent(x)) set_tangent(out, op.backward(tangent(x), op.saves_output() ? out : primal(x)));
+  // saved last, as torch's generated kernels save: a saved tensor keeps the tangent it has now
+  if (node) node->s = op.saves_output() ? SavedVariable(out, /*is_output=*/true) : SavedVariable(x, false);
   return out;
 }
 
@@ -164,9 +170,12 @@ void check_not_inference_outside_inference_mode(const at::Tensor& x) {
               "details.");
 }
 
+constexpr const char* kLeakyReluInplaceNegativeSlope =
+    "In-place leakyReLu backward calculation is triggered with a negative slope which is not supported. This is "
+    "caused by calling in-place forward function with a negative slope, please call out-of-place version instead.";
+
 template <typename Op>
 void pointwise_(const Op& op, at::Tensor& x) {
-  check_no_forward_ad(Op::kName, x);
   check_not_inference_outside_inference_mode(x);
   const bool grad = needs_grad(x);
   torch::autograd::check_inplace(x, grad);
@@ -179,17 +188,23 @@ void pointwise_(const Op& op, at::Tensor& x) {
     // In place the input is gone, and only leaky_relu with a negative slope
     // has an output that cannot stand in for it: as torch, the forward runs
     // and a backward through it raises.
-    node = c10::make_intrusive<torch::autograd::Error>(
-        "In-place leakyReLu backward calculation is triggered with a negative slope which is not supported. This "
-        "is caused by calling in-place forward function with a negative slope, please call out-of-place version "
-        "instead.",
-        torch::autograd::collect_next_edges(x));
+    node = c10::make_intrusive<torch::autograd::Error>(kLeakyReluInplaceNegativeSlope,
+                                                       torch::autograd::collect_next_edges(x));
   }
+  // The tangent is updated in place, as torch's in-place kernels do (from
+  // the output: the ops whose output cannot stand in for the input refuse,
+  // as torch's leaky_relu_ with a negative slope does).
+  const at::Tensor x_tangent = tangent(x);
+  TORCH_CHECK(!x_tangent.defined() || op.saves_output(), kLeakyReluInplaceNegativeSlope);
   {
     at::AutoDispatchBelowADInplaceOrView below;
     op.forward_(x);
   }
   torch::autograd::increment_version(x);
+  if (x_tangent.defined() && !x_tangent._is_zerotensor()) {  // a zero tangent stays zero (diagonal Jacobian)
+    // under create_graph, the formula must not read a tangent about to be overwritten
+    x_tangent.copy_(op.backward(at::GradMode::is_enabled() ? x_tangent.clone() : x_tangent, primal(x)));
+  }
   if (grad) {
     torch::autograd::rebase_history(x, node);
     if (op.saves_output()) {

@@ -1,5 +1,11 @@
 // What the autograd kernels (autograd/*.cpp) share: when a call must be
-// recorded, the refusal of forward-mode AD, and building a backward node.
+// recorded, the tangents of forward-mode AD, and building a backward node.
+//
+// Forward-mode AD is written as torch's generated kernels write it: after
+// the forward (and its backward node), each output gets a tangent computed
+// from the inputs' tangents with ops that are themselves differentiable, so
+// forward-over-reverse, reverse-over-forward and nested torch.func
+// transforms compose.
 #pragma once
 #include "op_handles.h"
 
@@ -7,6 +13,8 @@
 #include <torch/csrc/autograd/VariableTypeUtils.h>
 #include <torch/csrc/autograd/functions/utils.h>
 #include <torch/csrc/autograd/variable.h>
+
+#include <optional>
 
 namespace fastact::autograd {
 
@@ -16,12 +24,27 @@ bool needs_grad(const Tensors&... ts) {
   return at::GradMode::is_enabled() && (ts.requires_grad() || ...);
 }
 
-// fastact's derivatives are reverse-mode only: refuse dual tensors rather
-// than drop their tangents silently.
+// True when forward-mode AD (torch.autograd.forward_ad, torch.func.jvp)
+// gives any of the tensors a tangent: the outputs then need theirs.
+inline bool has_tangent(const at::Tensor& t) { return t.defined() && torch::autograd::isFwGradDefined(t); }
+inline bool has_tangent(const std::optional<at::Tensor>& t) { return t.has_value() && has_tangent(*t); }
 template <typename... Tensors>
-void check_no_forward_ad(const char* op, const Tensors&... ts) {
-  TORCH_CHECK_NOT_IMPLEMENTED(!(torch::autograd::isFwGradDefined(ts) || ...),
-                              "fastact::", op, ": forward-mode AD is not implemented");
+bool any_tangent(const Tensors&... ts) {
+  return (has_tangent(ts) || ...);
+}
+
+// t's tangent (forward-AD level 0, the one torch's own kernels use), or an
+// undefined tensor where it has none.
+inline at::Tensor tangent(const at::Tensor& t) { return has_tangent(t) ? t._fw_grad(/*level=*/0) : at::Tensor(); }
+
+// t without its tangent (a differentiable view, as torch's generated
+// kernels read inputs in tangent formulas): a tangent must not carry one of
+// its own at the same level.
+inline at::Tensor primal(const at::Tensor& t) { return has_tangent(t) ? t._fw_primal(/*level=*/0) : t; }
+
+// Gives out the tangent computed for it (out of place: a fresh output).
+inline void set_tangent(const at::Tensor& out, const at::Tensor& out_tangent) {
+  if (out_tangent.defined()) out._set_fw_grad(out_tangent, /*level=*/0, /*is_inplace_op=*/false);
 }
 
 // A backward node wired to the inputs' histories, as torch's generated

@@ -1,7 +1,7 @@
 // Autograd for the fused losses (cross_entropy, binary_cross_entropy_with_logits).
 // The forward op has already written d loss / d input for an incoming
-// gradient of 1 (scaled for the reduction); one node keeps that tensor, and
-// nothing else, for backward:
+// gradient of 1 (scaled for the reduction); one node keeps that tensor for
+// backward (and references to the call's tensors, for the cases below):
 //  - the last backward through the node (graph not retained) and the node
 //    the tensor's only owner: it is handed out as it is when the incoming
 //    gradient is exactly 1 (a scalar loss, read on the CPU without any device
@@ -13,6 +13,20 @@
 //    never handed out or written.
 // The Python layer drops the op's second output, so the node is normally
 // the only owner.
+//
+// What the fused path cannot serve goes to ATen:
+//  - a backward that is itself recorded (create_graph, every torch.func
+//    transform's vjp) or that carries tangents: the node also saves the
+//    input (a reference: the logits are alive at the loss's forward anyway;
+//    now they live on until its backward) and writes the gradient with
+//    differentiable ATen ops from it, so double backward, jacrev(jacrev)
+//    and forward-over-reverse hessians work;
+//  - a tangent on the input (jvp, jacfwd): the fused forward, and the
+//    tangent <d loss / d input, t> from that ATen gradient (differentiable
+//    again, for reverse-over-forward and nested transforms);
+//  - a target, weight or pos_weight that needs a gradient or carries a
+//    tangent: torch's own loss, whose autograd covers every argument.
+// The op's second output is not differentiable: only this node reads it.
 #include "autograd/fused_loss.h"
 #include "constants.h"
 
@@ -23,17 +37,21 @@
 namespace fastact::autograd {
 namespace {
 
+using torch::autograd::SavedVariable;
 using torch::autograd::variable_list;
 
-// A tensor seen by torch.compile / torch.export tracing (fake or functional):
-// no values to read, and no in-place tricks on graph outputs.
+// A tensor seen by torch.compile / torch.export tracing (fake or functional)
+// or by a torch.func transform (a batched or wrapped tensor): no values to
+// read (.item() has no batching rule), and no in-place tricks on it.
 bool is_traced(const at::Tensor& t) {
   static const auto traced = c10::DispatchKeySet({c10::DispatchKey::Python, c10::DispatchKey::Functionalize,
-                                                  c10::DispatchKey::PythonTLSSnapshot});
+                                                  c10::DispatchKey::PythonTLSSnapshot,
+                                                  c10::DispatchKey::FuncTorchBatched,
+                                                  c10::DispatchKey::FuncTorchGradWrapper});
   return t.key_set().has_any(traced);
 }
 
-// A plain CPU scalar holding exactly 1.
+// A plain CPU scalar holding exactly 1 (read from host memory: no device sync).
 bool is_concrete_one(const at::Tensor& g) {
   return g.numel() == 1 && g.device().is_cpu() && g.layout() == at::kStrided && g.item<double>() == 1.0;
 }
@@ -45,15 +63,27 @@ bool owned_alone(const at::Tensor& t) {
   return torch::autograd::impl::is_tensor_stealable(t, 1) && t.storage().use_count() == 1;
 }
 
+SavedVariable save(const std::optional<at::Tensor>& t) {
+  return t.has_value() && t->defined() ? SavedVariable(*t, false) : SavedVariable();
+}
+
+std::optional<at::Tensor> unpack(const SavedVariable& v, const c10::intrusive_ptr<torch::autograd::Node>& node) {
+  at::Tensor t = v.unpack(node);
+  return t.defined() ? std::optional<at::Tensor>(std::move(t)) : std::nullopt;
+}
+
+// 'none': one gradient per loss element (cross entropy's losses lack the class dim)
+at::Tensor per_element(const at::Tensor& g, const at::Tensor& grad_input) {
+  return g.dim() < grad_input.dim() ? g.unsqueeze(-1) : g;
+}
+
 struct FusedLossNode final : torch::autograd::Node {
+  const FusedLoss* loss = nullptr;
   at::Tensor grad_input;
-  int64_t reduction = 0;
-  const char* loss_name = "";
+  SavedVariable input, target, weight, pos_weight;  // for the differentiable gradient only
+  LossArgs args;                                    // its scalars (the tensors are saved above)
 
   variable_list apply(variable_list&& grads) override {
-    TORCH_CHECK(!at::GradMode::is_enabled(), "fastact.", loss_name,
-                " does not support double backward (create_graph=True); use torch.nn.functional.", loss_name,
-                " where second derivatives are needed");
     TORCH_CHECK(grad_input.defined(),
                 "Trying to backward through the graph a second time (or directly access saved "
                 "tensors after they have already been freed). Specify retain_graph=True if you need "
@@ -61,16 +91,26 @@ struct FusedLossNode final : torch::autograd::Node {
     variable_list out(1);
     const at::Tensor& g = grads[0];
     if (!g.defined() || !should_compute_output(0)) return out;
-    const bool traced = is_traced(g) || is_traced(grad_input);
-    // 'none': one gradient per loss element (cross entropy's losses lack the class dim)
-    const at::Tensor scale = g.dim() < grad_input.dim() ? g.unsqueeze(-1) : g;
-    if (traced || torch::autograd::get_current_graph_task_keep_graph() || !owned_alone(grad_input)) {
+    if (at::GradMode::is_enabled() || has_tangent(g)) {
+      // recorded (create_graph, torch.func) or carrying tangents: ATen's differentiable gradient
+      const auto self = this->getptr();
+      LossArgs a = args;
+      a.target = target.unpack(self);
+      a.weight = unpack(weight, self);
+      a.pos_weight = unpack(pos_weight, self);
+      const at::Tensor d = loss->differentiable_grad(input.unpack(self), a);
+      out[0] = d * per_element(g, d);
+      return out;
+    }
+    const at::Tensor scale = per_element(g, grad_input);
+    if (is_traced(g) || is_traced(grad_input) || torch::autograd::get_current_graph_task_keep_graph() ||
+        !owned_alone(grad_input)) {
       out[0] = grad_input * scale;
       return out;
     }
-    if (reduction != kNone && is_concrete_one(g)) {
+    if (args.reduction != kNone && is_concrete_one(g)) {
       // no pass at all
-    } else if (reduction != kNone && g.numel() == 1 && g.scalar_type() == grad_input.scalar_type() &&
+    } else if (args.reduction != kNone && g.numel() == 1 && g.scalar_type() == grad_input.scalar_type() &&
                g.device() == grad_input.device()) {
       // A reduced loss's gradient: _scale_grad_, which on CUDA decides on the
       // device to skip the pass when g is 1 (no .item(), no sync).
@@ -81,47 +121,61 @@ struct FusedLossNode final : torch::autograd::Node {
     out[0] = std::move(grad_input);  // the node lets go of it: the next node may own it
     return out;
   }
-  std::string name() const override {
-    return std::string(loss_name) == "cross_entropy" ? "FastactCrossEntropyBackward"
-                                                     : "FastactBinaryCrossEntropyWithLogitsBackward";
+  std::string name() const override { return loss->node_name; }
+  void release_variables() override {
+    grad_input.reset();
+    input.reset_data();
+    target.reset_data();
+    weight.reset_data();
+    pos_weight.reset_data();
   }
-  void release_variables() override { grad_input.reset(); }
 };
 
-// Checks what the fused losses cannot differentiate, runs the op below
-// autograd, and records the node that keeps its gradient.
-}  // namespace
-
-bool defined_and_needs_grad(const std::optional<at::Tensor>& t) {
-  return t.has_value() && t->defined() && needs_grad(*t);
+bool needs_grad_or_tangent(const std::optional<at::Tensor>& t) {
+  return t.has_value() && t->defined() && (needs_grad(*t) || has_tangent(*t));
 }
 
-TensorPair fused_loss(const char* name, const at::Tensor& input, const at::Tensor& target, bool extras_need_grad,
-                      int64_t reduction, bool compute_grad, c10::function_ref<TensorPair()> run_op) {
-  check_no_forward_ad(name, input);
-  TORCH_CHECK_NOT_IMPLEMENTED(!needs_grad(target), "fastact.", name,
-                              ": gradients with respect to the target are not implemented; detach the "
-                              "target or use torch.nn.functional.", name);
-  TORCH_CHECK_NOT_IMPLEMENTED(!extras_need_grad, "fastact.", name,
-                              ": gradients with respect to weight or pos_weight are not implemented");
+}  // namespace
+
+TensorPair fused_loss(const FusedLoss& loss, const at::Tensor& input, const LossArgs& args, bool compute_grad) {
   const bool grad = needs_grad(input);
-  TORCH_CHECK(!grad || compute_grad, "fastact::", name,
+  TORCH_CHECK(!grad || compute_grad, "fastact::", loss.name,
               ": input requires grad but compute_grad=False; its loss could not be differentiated");
-  at::Tensor loss, grad_input;
+  if (needs_grad_or_tangent(args.target) || needs_grad_or_tangent(args.weight) ||
+      needs_grad_or_tangent(args.pos_weight)) {
+    // torch's loss, recorded by ATen; the op's own gradient output as it would be
+    at::Tensor grad_input;
+    {
+      at::AutoDispatchBelowADInplaceOrView below;
+      grad_input = std::get<1>(loss.op(input, args, compute_grad));
+    }
+    return {loss.torch_loss(input, args), grad_input};
+  }
+  at::Tensor value, grad_input;
   {
     // compute_grad passes through as given: a compiled forward calls the op
     // with autograd off and still needs the gradient for its backward graph.
     at::AutoDispatchBelowADInplaceOrView below;
-    std::tie(loss, grad_input) = run_op();
+    std::tie(value, grad_input) = loss.op(input, args, compute_grad);
   }
   if (grad) {
     auto node = make_node<FusedLossNode>(input);
+    node->loss = &loss;
     node->grad_input = grad_input;
-    node->reduction = reduction;
-    node->loss_name = name;
-    torch::autograd::set_history(loss, node);
+    node->args = args;
+    node->args.target = at::Tensor();
+    node->args.weight = node->args.pos_weight = std::nullopt;
+    torch::autograd::set_history(value, node);
+    node->input = SavedVariable(input, false);
+    node->target = SavedVariable(args.target, false);
+    node->weight = save(args.weight);
+    node->pos_weight = save(args.pos_weight);
   }
-  return {loss, grad_input};
+  if (has_tangent(input)) {
+    const at::Tensor d = loss.differentiable_grad(primal(input), args) * tangent(input);
+    set_tangent(value, args.reduction != kNone ? d.sum() : d.dim() > value.dim() ? d.sum(-1) : d);
+  }
+  return {value, grad_input};
 }
 
 }  // namespace fastact::autograd

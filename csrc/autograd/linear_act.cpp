@@ -8,10 +8,16 @@
 // torch/csrc/autograd/FunctionsManual.cpp), so a fused model's gradients are
 // bit-identical to the unfused one's. Like torch, the input is saved only if
 // the weight needs a gradient, and the weight only if the input does.
+//
+// Forward-mode AD: the pre-activation's tangent tx W^T + x tW^T + tb (ATen's
+// linear), then the activation's derivative applied to it as in backward
+// (the activation's Jacobian is diagonal).
 #include "autograd/autograd.h"
 #include "linear_act.h"
 
 #include <ATen/ExpandUtils.h>
+#include <ATen/TensorOperators.h>
+#include <ATen/ops/linear.h>
 #include <ATen/ops/mm.h>
 
 #include <array>
@@ -94,15 +100,18 @@ struct LinearActNode final : torch::autograd::Node {
   }
 };
 
+c10::intrusive_ptr<LinearActNode> record(at::Tensor& result, const at::Tensor& input, const at::Tensor& weight,
+                                         const at::Tensor& bias, linear_act::Activation act, double negative_slope);
+
 at::Tensor linear_act(const at::Tensor& input, const at::Tensor& weight, const std::optional<at::Tensor>& bias_opt,
                       c10::string_view activation, double negative_slope) {
   const linear_act::Activation act = linear_act::parse_activation(activation);
   const at::Tensor bias = bias_opt.has_value() ? *bias_opt : at::Tensor();
-  check_no_forward_ad("linear_act", input, weight, bias);
   const bool grad = needs_grad(input, weight) || (bias.defined() && needs_grad(bias));
+  const bool forward_ad = any_tangent(input, weight, bias);
   // A negative slope flips the sign, so the output cannot say where the
   // input was positive: keep the pre-activation instead (torch keeps it too).
-  const bool keep_pre = grad && act == linear_act::Activation::LeakyRelu && negative_slope < 0;
+  const bool keep_pre = (grad || forward_ad) && act == linear_act::Activation::LeakyRelu && negative_slope < 0;
   at::Tensor result, pre;
   {
     at::AutoDispatchBelowADInplaceOrView below;
@@ -113,7 +122,31 @@ at::Tensor linear_act(const at::Tensor& input, const at::Tensor& weight, const s
       result = ops::linear_act(input, weight, bias_opt, activation, negative_slope);
     }
   }
-  if (!grad) return result;
+  c10::intrusive_ptr<LinearActNode> node;
+  if (grad) node = record(result, input, weight, bias, act, negative_slope);
+  if (forward_ad) {
+    at::Tensor t;  // the pre-activation's tangent: the sum of the terms whose tangents exist
+    auto add = [&t](const at::Tensor& term) { t = t.defined() ? t + term : term; };
+    if (has_tangent(input)) add(at::linear(tangent(input), primal(weight)));
+    if (has_tangent(weight)) add(at::linear(primal(input), tangent(weight)));
+    if (has_tangent(bias)) add(tangent(bias));
+    if (t.sizes() != result.sizes()) t = t.expand(result.sizes()).contiguous();  // a bias tangent alone
+    set_tangent(result, activation_grad(act, negative_slope, t, keep_pre ? pre : result));
+  }
+  if (node) {  // saved last, as torch's generated kernels save: a saved tensor keeps the tangent it has now
+    if (node->should_compute_output(1)) node->input = SavedVariable(input, false);
+    if (node->should_compute_output(0)) node->weight = SavedVariable(weight, false);
+    if (keep_pre) {
+      node->saved = SavedVariable(pre, false);
+    } else if (act != linear_act::Activation::None) {
+      node->saved = SavedVariable(result, /*is_output=*/true);
+    }
+  }
+  return result;
+}
+
+c10::intrusive_ptr<LinearActNode> record(at::Tensor& result, const at::Tensor& input, const at::Tensor& weight,
+                                         const at::Tensor& bias, linear_act::Activation act, double negative_slope) {
   auto node = make_node<LinearActNode>(input, weight, bias);
   node->act = act;
   node->slope = negative_slope;
@@ -122,14 +155,7 @@ at::Tensor linear_act(const at::Tensor& input, const at::Tensor& weight, const s
   node->weight_row_major = is_row_major(weight);
   if (bias.defined()) node->bias_sizes = bias.sizes().vec();
   torch::autograd::set_history(result, node);
-  if (node->should_compute_output(1)) node->input = SavedVariable(input, false);
-  if (node->should_compute_output(0)) node->weight = SavedVariable(weight, false);
-  if (keep_pre) {
-    node->saved = SavedVariable(pre, false);
-  } else if (act != linear_act::Activation::None) {
-    node->saved = SavedVariable(result, /*is_output=*/true);
-  }
-  return result;
+  return node;
 }
 
 }  // namespace

@@ -8,6 +8,11 @@
 //   log_softmax: d/dg = gg - sum(gg * exp(y))
 //                d/dy = -gg * exp(y) * sum(g)
 // written with ATen ops so that higher orders keep working.
+// Forward-mode AD, tangents t (of x), tg, ty:
+//   softmax:              dy = softmax_backward(t, y)   (symmetric Jacobian: one fused pass)
+//   log_softmax:          dy = t - sum(t * exp(y))
+//   softmax_backward:     d  = softmax_backward(tg, y) + ty * (g - sum(g * y)) - y * sum(g * ty)
+//   log_softmax_backward: d  = tg - exp(y) * sum(tg) - ty * exp(y) * sum(g)
 #include "autograd/autograd.h"
 
 #include <ATen/TensorOperators.h>
@@ -75,11 +80,31 @@ struct SoftmaxBackwardNode final : torch::autograd::Node {
   }
 };
 
-constexpr const char* op_name(bool log) { return log ? "log_softmax" : "softmax"; }
+// The tangent of softmax_backward / log_softmax_backward (see the top).
+template <bool kLog>
+at::Tensor softmax_backward_tangent(const at::Tensor& g_dual, const at::Tensor& y_dual, int64_t dim) {
+  const at::Tensor tg = tangent(g_dual), ty = tangent(y_dual);
+  const at::Tensor g = primal(g_dual), y = primal(y_dual);
+  at::Tensor d;
+  if constexpr (kLog) {
+    const at::Tensor p = y.exp();
+    if (tg.defined()) d = tg - p * tg.sum(dim, /*keepdim=*/true);
+    if (ty.defined()) {
+      const at::Tensor dy = -ty * p * g.sum(dim, /*keepdim=*/true);
+      d = d.defined() ? d + dy : dy;
+    }
+  } else {
+    if (tg.defined()) d = softmax_backward<false>(tg, y, dim);
+    if (ty.defined()) {
+      const at::Tensor dy = ty * (g - (g * y).sum(dim, true)) - y * (g * ty).sum(dim, true);
+      d = d.defined() ? d + dy : dy;
+    }
+  }
+  return d;
+}
 
 template <bool kLog>
 at::Tensor softmax_backward(const at::Tensor& g, const at::Tensor& y, int64_t dim) {
-  check_no_forward_ad(op_name(kLog), g, y);
   at::Tensor dx;
   {
     at::AutoDispatchBelowADInplaceOrView below;
@@ -92,23 +117,29 @@ at::Tensor softmax_backward(const at::Tensor& g, const at::Tensor& y, int64_t di
     node->dim = at::maybe_wrap_dim(dim, y.dim());
     torch::autograd::set_history(dx, node);
   }
+  if (any_tangent(g, y)) set_tangent(dx, softmax_backward_tangent<kLog>(g, y, at::maybe_wrap_dim(dim, y.dim())));
   return dx;
 }
 
 template <bool kLog>
 at::Tensor softmax(const at::Tensor& x, int64_t dim) {
-  check_no_forward_ad(op_name(kLog), x);
   at::Tensor y;
   {
     at::AutoDispatchBelowADInplaceOrView below;
     y = kLog ? ops::log_softmax(x, dim) : ops::softmax(x, dim);
   }
+  c10::intrusive_ptr<SoftmaxNode<kLog>> node;
   if (needs_grad(x)) {
-    auto node = make_node<SoftmaxNode<kLog>>(x);
+    node = make_node<SoftmaxNode<kLog>>(x);
     node->dim = at::maybe_wrap_dim(dim, x.dim());
     torch::autograd::set_history(y, node);
-    node->y = SavedVariable(y, /*is_output=*/true);
   }
+  if (has_tangent(x)) {
+    const at::Tensor t = tangent(x);
+    const int64_t d = at::maybe_wrap_dim(dim, x.dim());
+    set_tangent(y, kLog ? t - (t * y.exp()).sum(d, /*keepdim=*/true) : softmax_backward<false>(t, y, d));
+  }
+  if (node) node->y = SavedVariable(y, /*is_output=*/true);  // after its tangent: saved with it
   return y;
 }
 

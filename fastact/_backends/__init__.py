@@ -17,7 +17,7 @@ from types import SimpleNamespace
 from typing import Tuple
 
 from fastact import _spec
-from fastact._backends import cpp, fake
+from fastact._backends import batching, cpp, fake
 
 NAMES = ("cpp", "numba")
 REQUESTED = os.environ.get("FASTACT_BACKEND", "auto").lower()  # read once, here
@@ -80,6 +80,7 @@ def use(name: str, reason: str = "") -> None:
         if not cpp.load():  # loads it now if FASTACT_BACKEND=numba left it unloaded
             raise RuntimeError(f"fastact: the C++ backend is not available: {cpp.load_error}")
         fake.register("fastact")
+        batching.register("fastact")
         traced, eager = cpp.tables()
         reason = reason or f"chosen with fastact.set_backend('cpp'); fastact._C loaded from {cpp.where()}"
     elif name == "numba":
@@ -90,6 +91,7 @@ def use(name: str, reason: str = "") -> None:
 
         traced = eager = numba.table()
         fake.register(numba.NAMESPACE)
+        batching.register(numba.NAMESPACE)
         reason = reason or "chosen with fastact.set_backend('numba')"
     else:
         raise ValueError(f"fastact: unknown backend {name!r}; choose one of {NAMES}")

@@ -10,7 +10,8 @@ it runs. Most entries are the custom ops themselves. The in-place ops and the fu
 losses get thin wrappers that add what the C++ autograd kernels check before
 running (custom ops see no autograd state): in place, a tensor that needs a
 gradient is updated through a recorded copy (torch's own errors for leaves
-and views apply); the losses refuse gradients they cannot give."""
+and views apply), and inside torch.func transforms or with a tangent the
+update is torch's own in-place op."""
 from types import SimpleNamespace
 
 import torch
@@ -52,11 +53,19 @@ class _FromResult(torch.autograd.Function):
         return autograd.run_backward("selu_backward", grad, y, True), None
 
 
+# torch's in-place forms, for calls the single-level nodes above cannot take
+_TORCH_INPLACE = {"relu": torch.relu_, "leaky_relu": torch.nn.functional.leaky_relu_, "selu": torch.selu_}
+
+
 def _inplace(name: str):
     out_of_place = getattr(torch.ops.fastact_numba, name).default
     mutate = getattr(torch.ops.fastact_numba, name + "_").default
 
     def op(x, *args):
+        if torch._C._are_functorch_transforms_active() or autograd._has_tangent((x,)):
+            # inside torch.func transforms, or with a tangent: torch's in-place op, which takes both
+            _TORCH_INPLACE[name](x, *args)
+            return
         # checked before anything is written (torch.compile never traces an inference tensor here)
         if not torch.compiler.is_compiling() and x.is_inference() and not torch.is_inference_mode_enabled():
                 raise RuntimeError(_checks.INFERENCE_TENSOR_INPLACE)
@@ -73,40 +82,15 @@ def _inplace(name: str):
     return op
 
 
-def _check_no_forward_ad(name, *tensors):
-    import torch.autograd.forward_ad as fwAD
-
-    if any(t is not None and fwAD.unpack_dual(t).tangent is not None for t in tensors):
-        raise NotImplementedError(f"fastact::{name}: forward-mode AD is not implemented")
-
-
 def _fused_loss(name: str):
     op = getattr(torch.ops.fastact_numba, name).default
 
     def checked(input, target, *rest):
-        # the C++ autograd kernel's checks (csrc/autograd/cross_entropy.cpp), same messages
-        _check_no_forward_ad(name, input)
-        if target.requires_grad and torch.is_grad_enabled():
-            raise NotImplementedError(f"fastact.{name}: gradients with respect to the target are not implemented; "
-                                      f"detach the target or use torch.nn.functional.{name}")
-        extras = [t for t in rest if isinstance(t, torch.Tensor)]
-        if torch.is_grad_enabled() and any(t.requires_grad for t in extras):
-            raise NotImplementedError(f"fastact.{name}: gradients with respect to weight or pos_weight are not "
-                                      "implemented")
+        # the C++ autograd kernel's check (csrc/autograd/fused_loss.cpp), same message
         if torch.is_grad_enabled() and input.requires_grad and not rest[-1]:
             raise RuntimeError(f"fastact::{name}: input requires grad but compute_grad=False; its loss could not "
                                "be differentiated")
         return op(input, target, *rest)
-
-    return checked
-
-
-def _no_forward_ad(name: str):
-    op = getattr(torch.ops.fastact_numba, name).default
-
-    def checked(*args):
-        _check_no_forward_ad(name, *(a for a in args if isinstance(a, torch.Tensor)))
-        return op(*args)
 
     return checked
 
@@ -157,7 +141,7 @@ def table() -> SimpleNamespace:
             elif name in _spec.FUSED_LOSSES:
                 entries[name] = _fused_loss(name)
             else:
-                entries[name] = _no_forward_ad(name)
+                entries[name] = getattr(torch.ops.fastact_numba, name).default
         _table = SimpleNamespace(**entries)
     return _table
 

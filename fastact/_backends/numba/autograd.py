@@ -1,9 +1,29 @@
-"""Autograd for the Numba backend's ops (torch.library.register_autograd),
-mirroring the C++ nodes: pointwise ops and softmax save their output where
-the derivative allows; backward runs the Numba backward op, or ATen's
-differentiable formula when the backward is itself recorded (create_graph);
-the fused losses keep the gradient their forward wrote and only scale it."""
+"""Autograd for the Numba backend's ops, mirroring the C++ kernels
+(csrc/autograd/): each op gets an Autograd kernel of its own.
+
+- Reverse mode: one node per call (a single-level autograd.Function, which
+  also works inside torch.func transforms, where torch.library's generated
+  functions do not). Pointwise ops and softmax save their output where the
+  derivative allows; backward runs the Numba backward op, or ATen's
+  differentiable formula when the backward is itself recorded (create_graph,
+  torch.func) or carries tangents. The fused losses keep the gradient their
+  forward wrote and only scale it; a recorded backward differentiates
+  torch's own loss from the saved input instead.
+- Inside torch.func transforms, with tangents (torch.autograd.forward_ad)
+  and for gradients of a loss's target or weights: the call goes to torch's
+  own op (TORCH_FORMS), whose formulas cover every argument, every order and
+  every nesting of transforms. (A Python autograd.Function cannot: its
+  saved outputs lose the tangents of enclosing transforms, and its jvp runs
+  with forward AD off, so jacfwd(jacrev(f)) and jacfwd(jacfwd(f)) through
+  one come out zero.) On this fallback backend that trades speed for
+  exactness in those rarer uses; the C++ backend computes them with its own
+  kernels."""
+import warnings
+
 import torch
+import torch.nn.functional as TF
+from torch._functorch.utils import enable_single_level_autograd_function
+from torch.autograd.function import _SingleLevelFunction
 
 from fastact import _checks, _spec
 from fastact._backends.numba import library
@@ -24,19 +44,79 @@ DIFFERENTIABLE = {
     "log_softmax_backward": lambda g, y, dim: aten._log_softmax_backward_data(g, y, dim, y.dtype),
 }
 
+_ACTIVATIONS = {
+    "none": lambda x, slope: x,
+    "relu": lambda x, slope: aten.relu(x),
+    "leaky_relu": lambda x, slope: aten.leaky_relu(x, slope),
+    "sigmoid": lambda x, slope: aten.sigmoid(x),
+    "tanh": lambda x, slope: aten.tanh(x),
+}
+
+
+def _torch_loss(name, input, target, *rest):
+    if name == "cross_entropy":
+        weight, reduction, ignore_index, label_smoothing, _ = rest
+        return aten.cross_entropy_loss(input, target, weight, reduction, ignore_index, label_smoothing)
+    weight, pos_weight, reduction, _ = rest
+    return aten.binary_cross_entropy_with_logits(input, target, weight, pos_weight, reduction)
+
+
+def _loss_form(name):
+    def form(input, target, *rest):
+        # torch's loss (differentiable in everything); the op's own gradient output, not differentiable
+        with torch._C._AutoDispatchBelowAutograd():
+            grad = getattr(library, name)(input.detach(), target.detach(),
+                                          *(t.detach() if isinstance(t, torch.Tensor) else t for t in rest))[1]
+        return _torch_loss(name, input, target, *rest), grad
+
+    return form
+
+
+# op -> torch's own op on the same arguments (forward-mode AD, loss target/weight gradients)
+TORCH_FORMS = {
+    "relu": aten.relu,
+    "leaky_relu": lambda x, slope=0.01: aten.leaky_relu(x, slope),
+    "sigmoid": aten.sigmoid,
+    "tanh": aten.tanh,
+    "gelu": lambda x, approximate="none": aten.gelu(x, approximate=approximate),
+    "selu": aten.selu,
+    "softmax": lambda x, dim: aten._softmax(x, dim, False),
+    "log_softmax": lambda x, dim: aten._log_softmax(x, dim, False),
+    "linear_act": lambda x, w, b=None, activation="none", slope=0.01: _ACTIVATIONS[activation](TF.linear(x, w, b),
+                                                                                              slope),
+    **DIFFERENTIABLE,
+    **{name: _loss_form(name) for name in _spec.FUSED_LOSSES},
+}
+
 
 # whether the running backward retains the graph (True where torch lacks the query: nothing is freed)
 _keep_graph = getattr(torch._C._autograd, "_get_current_graph_task_keep_graph", lambda: True)
 
 
+def _recorded():
+    """Whether a backward's result must itself be differentiable: recorded
+    (create_graph; every torch.func transform) or carrying tangents."""
+    return torch.is_grad_enabled() or _forward_ad_possible()
+
+
 def run_backward(name, *args):
-    """The derivative: the Numba op, or ATen's formula under create_graph."""
-    if torch.is_grad_enabled():
+    """The derivative: the Numba op, or ATen's formula when it is recorded."""
+    if _recorded():
         return DIFFERENTIABLE[name](*args)
     return getattr(library, name)(*args)
 
 
-def _register_saving_one(name, backward_name, saves_output, backward_args):
+def _forward_ad_possible():
+    return torch.autograd.forward_ad._current_level >= 0 or torch._C._are_functorch_transforms_active()
+
+
+def _has_tangent(args):
+    # reading a tangent costs a view: look only where forward AD can be on
+    return _forward_ad_possible() and any(
+        isinstance(a, torch.Tensor) and torch._VF._unpack_dual(a, 0)[1] is not None for a in args)
+
+
+def _saving_one(name, backward_name, saves_output, backward_args):
     def setup_context(ctx, inputs, output):
         ctx.args = inputs[1:]
         ctx.save_for_backward(output if saves_output(ctx.args) else inputs[0])
@@ -45,10 +125,10 @@ def _register_saving_one(name, backward_name, saves_output, backward_args):
         (saved,) = ctx.saved_tensors
         return (run_backward(backward_name, grad, saved, *backward_args(ctx.args)),) + (None,) * len(ctx.args)
 
-    torch.library.register_autograd(f"{NAMESPACE}::{name}", backward, setup_context=setup_context)
+    return setup_context, backward
 
 
-def _register_backward_op(name):
+def _backward_op(name):
     """A backward op's own derivative, from ATen's formula (double backward
     through a direct call of the op)."""
     n_tensors = 2
@@ -67,30 +147,37 @@ def _register_backward_op(name):
         grads = [next(found) if t.requires_grad else None for t in leaves]
         return tuple(grads) + (None,) * len(ctx.args)
 
-    torch.library.register_autograd(f"{NAMESPACE}::{name}", backward, setup_context=setup_context)
+    return setup_context, backward
 
 
-def _register_fused_loss(name):
+def _fused_loss(name):
     def setup_context(ctx, inputs, output):
-        ctx.reduction = inputs[-2]
         ctx.n_inputs = len(inputs)
-        # kept as a plain (detached) tensor, not a saved one: like the C++
-        # node it holds only this gradient, and no hook sees it packed
+        ctx.rest = inputs[2:]
+        # the gradient is kept as a plain (detached) tensor, not a saved one:
+        # like the C++ node it is what backward uses, and no hook sees it
+        # packed; input and target are saved for a recorded backward only
         ctx.grad = output[1].detach()
+        ctx.save_for_backward(inputs[0], inputs[1])
 
     def backward(ctx, grad_loss, _grad_of_grad):
-        if torch.is_grad_enabled():
-            raise RuntimeError(f"fastact.{name} does not support double backward (create_graph=True); use "
-                               f"torch.nn.functional.{name} where second derivatives are needed")
         grad = ctx.grad
         if grad is None:
             raise RuntimeError(_checks.SECOND_BACKWARD)
+        if _recorded():
+            # differentiable again: torch's gradient of torch's loss, from the saved input
+            input, target = ctx.saved_tensors
+            with torch.enable_grad():
+                x = input if input.requires_grad else input.detach().requires_grad_()
+                (grad_input,) = torch.autograd.grad(_torch_loss(name, x, target, *ctx.rest), x, grad_loss,
+                                                    create_graph=True)
+            return (grad_input,) + (None,) * (ctx.n_inputs - 1)
         if not _keep_graph():
             ctx.grad = None  # freed as a saved tensor would be: a second backward raises
         scale = grad_loss.unsqueeze(-1) if grad_loss.dim() < grad.dim() else grad_loss
         return (grad * scale,) + (None,) * (ctx.n_inputs - 1)
 
-    torch.library.register_autograd(f"{NAMESPACE}::{name}", backward, setup_context=setup_context)
+    return setup_context, backward
 
 
 def _activation_grad(activation, slope, grad, saved):
@@ -100,7 +187,7 @@ def _activation_grad(activation, slope, grad, saved):
     return run_backward(name, grad, saved, slope) if activation == "leaky_relu" else run_backward(name, grad, saved)
 
 
-def _register_linear():
+def _linear():
     """As csrc/autograd/linear_act.cpp: torch's addmm derivative, same calls and layouts."""
     def setup_context(ctx, inputs, output):
         input, weight, bias, activation, slope = inputs
@@ -135,14 +222,76 @@ def _register_linear():
             grad_bias = g.sum_to_size(ctx.bias_shape)  # a broadcast bias, e.g. (1, out), as C++ at::sum_to
         return grad_input, grad_weight, grad_bias, None, None
 
-    torch.library.register_autograd(f"{NAMESPACE}::linear_act", backward, setup_context=setup_context)
+    return setup_context, backward
+
+
+def _node_class(name, setup_context, backward):
+    """One autograd node per call (single-level: create_graph works, and no
+    torch.func transform reaches it). Its forward runs the op below
+    autograd; the keyset the dispatcher gave the Autograd kernel comes first."""
+    op = getattr(torch.ops.fastact_numba, name).default
+    below = torch._C._after_autograd_keyset
+
+    def forward(keyset, *args):
+        with torch._C._AutoDispatchBelowAutograd():
+            return op.redispatch(keyset & below, *args)
+
+    def setup(ctx, inputs, output):
+        setup_context(ctx, inputs[1:], output)
+
+    def backward_all(ctx, *grads):
+        needs = ctx.needs_input_grad
+        ctx.needs_input_grad = needs[1:]  # as the op's arguments: without the keyset
+        try:
+            return (None,) + tuple(backward(ctx, *grads))
+        finally:
+            ctx.needs_input_grad = needs
+
+    node_name = f"GeneratedBackwardFor_{NAMESPACE}_{name}_default"
+    return type(node_name, (_SingleLevelFunction,), {
+        "forward": staticmethod(forward), "setup_context": staticmethod(setup),
+        "backward": staticmethod(backward_all)})
+
+
+def _extras_need_grad(name, args):
+    # a loss's target, weight or pos_weight needing a gradient: torch's loss
+    return name in _spec.FUSED_LOSSES and torch.is_grad_enabled() and any(
+        isinstance(a, torch.Tensor) and a.requires_grad for a in args[1:])
+
+
+def _autograd_kernel(name, setup_context, backward):
+    op = getattr(torch.ops.fastact_numba, name).default
+    below = torch._C._after_autograd_keyset
+    node = _node_class(name, setup_context, backward)
+    torch_form = TORCH_FORMS[name]
+    n_args = len(op._schema.arguments)
+
+    def kernel(keyset, *args):
+        if len(args) < n_args:  # the dispatcher drops trailing arguments equal to their defaults
+            args, _ = torch._library.utils.fill_defaults(op._schema, args, {})
+        if torch._C._are_functorch_transforms_active() or _has_tangent(args) or _extras_need_grad(name, args):
+            return torch_form(*args)
+        if torch.is_grad_enabled() and any(isinstance(a, torch.Tensor) and a.requires_grad for a in args):
+            with enable_single_level_autograd_function():
+                return node.apply(keyset, *args)
+        with torch._C._AutoDispatchBelowAutograd():
+            return op.redispatch(keyset & below, *args)
+
+    return kernel
+
+
+_lib = None
 
 
 def register() -> None:
-    for name, entry in _spec.BACKWARD.items():
-        _register_saving_one(name, *entry)
-    for name in DIFFERENTIABLE:
-        _register_backward_op(name)
-    for name in _spec.FUSED_LOSSES:
-        _register_fused_loss(name)
-    _register_linear()
+    """Each op's Autograd kernel, in place of the one torch.library.custom_op made."""
+    global _lib
+    entries = {name: _saving_one(name, *entry) for name, entry in _spec.BACKWARD.items()}
+    entries.update({name: _backward_op(name) for name in DIFFERENTIABLE})
+    entries.update({name: _fused_loss(name) for name in _spec.FUSED_LOSSES})
+    entries["linear_act"] = _linear()
+    _lib = torch.library.Library(NAMESPACE, "IMPL")
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*Overriding a previously registered kernel")
+        for name, (setup_context, backward) in entries.items():
+            _lib.impl(name, _autograd_kernel(name, setup_context, backward), "Autograd", with_keyset=True)

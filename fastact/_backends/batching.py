@@ -1,0 +1,97 @@
+"""Batching rules for torch.func.vmap (and so for jacrev, hessian,
+per-sample gradients and gradcheck's batched checks): each rule runs the op
+once on the whole batch instead of torch's fallback, which loops over it one
+call per sample (and warns about it). The same rules serve the C++ ops and
+the Numba backend's, which share their schemas.
+
+The pointwise ops (in place too) and their backward ops are elementwise:
+the batch dim is one more dim. softmax and its backward move the batch dim first and shift
+the reduced dim. linear_act is the op on a batched input, or torch's matmul
+with the activation op where the weights are batched too (model ensembles).
+The fused losses keep torch's fallback: their reductions would have to be
+taken per sample, and the loop is exact."""
+import torch
+
+from fastact import _spec
+
+POINTWISE = ("relu", "leaky_relu", "sigmoid", "tanh", "gelu", "selu")
+INPLACE = tuple(name for name in _spec.INPLACE)
+POINTWISE_BACKWARD = tuple(_spec.BACKWARD[name][0] for name in POINTWISE)
+SOFTMAX = ("softmax", "log_softmax", "softmax_backward", "log_softmax_backward")
+
+_registered = set()
+
+
+def _batch_first(t, bdim, batch_size):
+    """t with its batch dim first; an unbatched t expanded to the batch."""
+    if bdim is None:
+        return t.expand(batch_size, *t.shape)
+    return t.movedim(bdim, 0)
+
+
+def register(namespace: str) -> None:
+    """The rules for the ops of `namespace` ("fastact" or "fastact_numba"); once per namespace."""
+    if namespace in _registered:
+        return
+    _registered.add(namespace)
+    ops = getattr(torch.ops, namespace)
+
+    def rule(name):
+        return torch.library.register_vmap(f"{namespace}::{name}")
+
+    for name in POINTWISE:
+        op = getattr(ops, name).default
+
+        @rule(name)
+        def _(info, in_dims, x, *args, op=op):
+            return op(x, *args), in_dims[0]
+
+    for name in INPLACE:
+        op = getattr(ops, name).default
+
+        @rule(name)
+        def _(info, in_dims, x, *args, op=op):
+            op(x, *args)  # elementwise, in place on the whole batch
+            return None, None
+
+    for name in POINTWISE_BACKWARD:
+        op = getattr(ops, name).default
+
+        @rule(name)
+        def _(info, in_dims, grad, saved, *args, op=op):
+            if in_dims[0] == in_dims[1]:
+                return op(grad, saved, *args), in_dims[0]
+            return op(_batch_first(grad, in_dims[0], info.batch_size),
+                      _batch_first(saved, in_dims[1], info.batch_size), *args), 0
+
+    for name in SOFTMAX:
+        op = getattr(ops, name).default
+        n_tensors = 2 if name.endswith("_backward") else 1
+
+        @rule(name)
+        def _(info, in_dims, *args, op=op, n_tensors=n_tensors):
+            tensors = [_batch_first(t, d, info.batch_size) for t, d in zip(args[:n_tensors], in_dims)]
+            dim = args[n_tensors]
+            if tensors[0].dim() == 1:  # each sample a 0-d tensor: a softmax over one element
+                return op(*(t.unsqueeze(1) for t in tensors), 1).squeeze(1), 0
+            return op(*tensors, dim % (tensors[0].dim() - 1) + 1), 0
+
+    linear_act = ops.linear_act.default
+    activations = {"relu": ops.relu.default, "sigmoid": ops.sigmoid.default, "tanh": ops.tanh.default}
+
+    @rule("linear_act")
+    def _(info, in_dims, input, weight, bias=None, activation="none", negative_slope=0.01):
+        x_dim, w_dim = in_dims[0], in_dims[1]
+        b_dim = in_dims[2] if len(in_dims) > 2 else None
+        if w_dim is None and b_dim is None:  # a batch of inputs through one layer: one call
+            return linear_act(input.movedim(x_dim, 0), weight, bias, activation, negative_slope), 0
+        # a batch of layers: torch's batched matmul, then the activation op
+        x = _batch_first(input, x_dim, info.batch_size)
+        w = _batch_first(weight, w_dim, info.batch_size)
+        out = torch.matmul(x.reshape(info.batch_size, -1, x.size(-1)), w.transpose(-1, -2))
+        if bias is not None:
+            out = out + _batch_first(bias, b_dim, info.batch_size).unsqueeze(1)
+        out = out.reshape(*x.shape[:-1], w.size(-2))
+        if activation == "leaky_relu":
+            return ops.leaky_relu.default(out, negative_slope), 0
+        return (activations[activation](out) if activation != "none" else out), 0
