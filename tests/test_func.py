@@ -224,6 +224,20 @@ def test_gradient_penalty_through_cross_entropy_matches_torch():
             torch.testing.assert_close(a, b)
 
 
+def test_loss_input_modified_in_place_before_a_recorded_backward_raises():
+    x = _randn(6, 5)
+    logits = x * 1
+    loss = F.cross_entropy(logits, _Y)
+    logits.mul_(2)  # the gradient the forward wrote still holds, but not a recomputation from these logits
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        torch.autograd.grad(loss, x, create_graph=True)
+    logits = x * 1
+    loss = F.cross_entropy(logits, _Y)
+    logits.mul_(2)
+    loss.backward()  # the plain backward never reads them: as torch's, which keeps log-probabilities
+    torch.testing.assert_close(x.grad, torch.autograd.grad(TF.cross_entropy(x * 1, _Y), x)[0])
+
+
 # ---- gradients for the target and the weights ---------------------------------------
 
 def test_cross_entropy_gradients_for_probability_target_and_weight():
@@ -297,6 +311,15 @@ def test_vmap_uses_batching_rules():
                                    vmap(lambda w: torch.tanh(TF.linear(x[0], w)))(ws))
         torch.testing.assert_close(vmap(lambda u: F.fused_linear(u, ws[0], None, "relu"), in_dims=1)(x),
                                    vmap(lambda u: TF.relu(TF.linear(u, ws[0])), in_dims=1)(x))
+
+
+@pytest.mark.parametrize("name", ["softmax", "log_softmax"])
+def test_vmap_softmax_dim_out_of_range_raises_as_torch(name):
+    x = _randn(4, 3, 5, requires_grad=False)
+    for dim in (2, 5, -3):  # each sample is 2-d
+        for fn in (getattr(F, name), getattr(TF, name)):
+            with pytest.raises(IndexError, match=r"Dimension out of range \(expected to be in range of \[-2, 1\]"):
+                vmap(lambda u: fn(u, dim))(x)
 
 
 def test_losses_vmap_per_sample():

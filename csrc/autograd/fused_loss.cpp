@@ -16,7 +16,7 @@
 //
 // What the fused path cannot serve goes to ATen:
 //  - a backward that is itself recorded (create_graph, every torch.func
-//    transform's vjp) or that carries tangents: the node also saves the
+//    transform's vjp) or that carries tangents: the node also keeps the
 //    input (a reference: the logits are alive at the loss's forward anyway;
 //    now they live on until its backward) and writes the gradient with
 //    differentiable ATen ops from it, so double backward, jacrev(jacrev)
@@ -31,19 +31,19 @@
 #include "constants.h"
 
 #include <ATen/TensorOperators.h>
+#include <ATen/ops/empty.h>
 #include <ATen/ops/mul.h>
 #include <torch/csrc/autograd/graph_task.h>
 
 namespace fastact::autograd {
 namespace {
 
-using torch::autograd::SavedVariable;
 using torch::autograd::variable_list;
 
 // A tensor seen by torch.compile / torch.export tracing (fake or functional)
 // or by a torch.func transform (a batched or wrapped tensor): no values to
 // read (.item() has no batching rule), and no in-place tricks on it.
-bool is_traced(const at::Tensor& t) {
+bool is_traced_or_transformed(const at::Tensor& t) {
   static const auto traced = c10::DispatchKeySet({c10::DispatchKey::Python, c10::DispatchKey::Functionalize,
                                                   c10::DispatchKey::PythonTLSSnapshot,
                                                   c10::DispatchKey::FuncTorchBatched,
@@ -63,14 +63,29 @@ bool owned_alone(const at::Tensor& t) {
   return torch::autograd::impl::is_tensor_stealable(t, 1) && t.storage().use_count() == 1;
 }
 
-SavedVariable save(const std::optional<at::Tensor>& t) {
-  return t.has_value() && t->defined() ? SavedVariable(*t, false) : SavedVariable();
-}
+// A tensor of the call that the node keeps for a recorded backward only.
+// A plain reference, not a SavedVariable: saved-tensor hooks (offloading,
+// checkpointing) would run on every call for a tensor the plain path never
+// reads; the version check a SavedVariable makes is made here.
+struct KeptTensor {
+  at::Tensor tensor;
+  int64_t version = 0;
 
-std::optional<at::Tensor> unpack(const SavedVariable& v, const c10::intrusive_ptr<torch::autograd::Node>& node) {
-  at::Tensor t = v.unpack(node);
-  return t.defined() ? std::optional<at::Tensor>(std::move(t)) : std::nullopt;
-}
+  KeptTensor() = default;
+  explicit KeptTensor(const std::optional<at::Tensor>& t)
+      : tensor(t.has_value() ? *t : at::Tensor()), version(tensor.defined() ? tensor._version() : 0) {}
+
+  at::Tensor get() const {
+    TORCH_CHECK(!tensor.defined() || tensor._version() == version,
+                "one of the variables needed for gradient computation has been modified by an inplace "
+                "operation: [", tensor.toString(), " ", tensor.sizes(), "] is at version ", tensor._version(),
+                "; expected version ", version, " instead.");
+    return tensor;
+  }
+  std::optional<at::Tensor> get_optional() const {
+    return tensor.defined() ? std::optional<at::Tensor>(get()) : std::nullopt;
+  }
+};
 
 // 'none': one gradient per loss element (cross entropy's losses lack the class dim)
 at::Tensor per_element(const at::Tensor& g, const at::Tensor& grad_input) {
@@ -80,7 +95,7 @@ at::Tensor per_element(const at::Tensor& g, const at::Tensor& grad_input) {
 struct FusedLossNode final : torch::autograd::Node {
   const FusedLoss* loss = nullptr;
   at::Tensor grad_input;
-  SavedVariable input, target, weight, pos_weight;  // for the differentiable gradient only
+  KeptTensor input, target, weight, pos_weight;     // for the differentiable gradient only
   LossArgs args;                                    // its scalars (the tensors are saved above)
 
   variable_list apply(variable_list&& grads) override {
@@ -93,17 +108,16 @@ struct FusedLossNode final : torch::autograd::Node {
     if (!g.defined() || !should_compute_output(0)) return out;
     if (at::GradMode::is_enabled() || has_tangent(g)) {
       // recorded (create_graph, torch.func) or carrying tangents: ATen's differentiable gradient
-      const auto self = this->getptr();
       LossArgs a = args;
-      a.target = target.unpack(self);
-      a.weight = unpack(weight, self);
-      a.pos_weight = unpack(pos_weight, self);
-      const at::Tensor d = loss->differentiable_grad(input.unpack(self), a);
+      a.target = target.get();
+      a.weight = weight.get_optional();
+      a.pos_weight = pos_weight.get_optional();
+      const at::Tensor d = loss->differentiable_grad(input.get(), a);
       out[0] = d * per_element(g, d);
       return out;
     }
     const at::Tensor scale = per_element(g, grad_input);
-    if (is_traced(g) || is_traced(grad_input) || torch::autograd::get_current_graph_task_keep_graph() ||
+    if (is_traced_or_transformed(g) || is_traced_or_transformed(grad_input) || torch::autograd::get_current_graph_task_keep_graph() ||
         !owned_alone(grad_input)) {
       out[0] = grad_input * scale;
       return out;
@@ -124,10 +138,7 @@ struct FusedLossNode final : torch::autograd::Node {
   std::string name() const override { return loss->node_name; }
   void release_variables() override {
     grad_input.reset();
-    input.reset_data();
-    target.reset_data();
-    weight.reset_data();
-    pos_weight.reset_data();
+    input = target = weight = pos_weight = KeptTensor();
   }
 };
 
@@ -143,11 +154,12 @@ TensorPair fused_loss(const FusedLoss& loss, const at::Tensor& input, const Loss
               ": input requires grad but compute_grad=False; its loss could not be differentiated");
   if (needs_grad_or_tangent(args.target) || needs_grad_or_tangent(args.weight) ||
       needs_grad_or_tangent(args.pos_weight)) {
-    // torch's loss, recorded by ATen; the op's own gradient output as it would be
-    at::Tensor grad_input;
-    {
+    // torch's loss, recorded by ATen. The op's gradient output keeps its
+    // contract (asked for: written; else empty), though no node reads it here.
+    at::Tensor grad_input = at::empty({0}, input.options());
+    if (compute_grad) {
       at::AutoDispatchBelowADInplaceOrView below;
-      grad_input = std::get<1>(loss.op(input, args, compute_grad));
+      grad_input = std::get<1>(loss.op(input, args, true));
     }
     return {loss.torch_loss(input, args), grad_input};
   }
@@ -166,10 +178,10 @@ TensorPair fused_loss(const FusedLoss& loss, const at::Tensor& input, const Loss
     node->args.target = at::Tensor();
     node->args.weight = node->args.pos_weight = std::nullopt;
     torch::autograd::set_history(value, node);
-    node->input = SavedVariable(input, false);
-    node->target = SavedVariable(args.target, false);
-    node->weight = save(args.weight);
-    node->pos_weight = save(args.pos_weight);
+    node->input = KeptTensor(input);
+    node->target = KeptTensor(args.target);
+    node->weight = KeptTensor(args.weight);
+    node->pos_weight = KeptTensor(args.pos_weight);
   }
   if (has_tangent(input)) {
     const at::Tensor d = loss.differentiable_grad(primal(input), args) * tangent(input);

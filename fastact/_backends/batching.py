@@ -29,6 +29,14 @@ def _batch_first(t, bdim, batch_size):
     return t.movedim(bdim, 0)
 
 
+def _sample_dim(dim, sample_rank):
+    """dim of a sample, wrapped as torch wraps it, with torch's error out of range."""
+    n = max(sample_rank, 1)  # a 0-d tensor takes dims 0 and -1
+    if not -n <= dim < n:
+        raise IndexError(f"Dimension out of range (expected to be in range of [{-n}, {n - 1}], but got {dim})")
+    return dim % n
+
+
 def register(namespace: str) -> None:
     """The rules for the ops of `namespace` ("fastact" or "fastact_numba"); once per namespace."""
     if namespace in _registered:
@@ -71,10 +79,10 @@ def register(namespace: str) -> None:
         @rule(name)
         def _(info, in_dims, *args, op=op, n_tensors=n_tensors):
             tensors = [_batch_first(t, d, info.batch_size) for t, d in zip(args[:n_tensors], in_dims)]
-            dim = args[n_tensors]
+            dim = _sample_dim(args[n_tensors], tensors[0].dim() - 1)
             if tensors[0].dim() == 1:  # each sample a 0-d tensor: a softmax over one element
                 return op(*(t.unsqueeze(1) for t in tensors), 1).squeeze(1), 0
-            return op(*tensors, dim % (tensors[0].dim() - 1) + 1), 0
+            return op(*tensors, dim + 1), 0
 
     linear_act = ops.linear_act.default
     activations = {"relu": ops.relu.default, "sigmoid": ops.sigmoid.default, "tanh": ops.tanh.default}

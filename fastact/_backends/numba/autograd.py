@@ -63,10 +63,13 @@ def _torch_loss(name, input, target, *rest):
 
 def _loss_form(name):
     def form(input, target, *rest):
-        # torch's loss (differentiable in everything); the op's own gradient output, not differentiable
-        with torch._C._AutoDispatchBelowAutograd():
-            grad = getattr(library, name)(input.detach(), target.detach(),
-                                          *(t.detach() if isinstance(t, torch.Tensor) else t for t in rest))[1]
+        # torch's loss (differentiable in everything); the op's gradient output keeps its contract
+        # (asked for: written, not differentiable; else empty), though no node reads it here
+        grad = torch.empty(0, dtype=input.dtype)
+        if rest[-1]:  # compute_grad
+            with torch._C._AutoDispatchBelowAutograd():
+                grad = getattr(library, name)(input.detach(), target.detach(),
+                                              *(t.detach() if isinstance(t, torch.Tensor) else t for t in rest))[1]
         return _torch_loss(name, input, target, *rest), grad
 
     return form
@@ -154,11 +157,12 @@ def _fused_loss(name):
     def setup_context(ctx, inputs, output):
         ctx.n_inputs = len(inputs)
         ctx.rest = inputs[2:]
-        # the gradient is kept as a plain (detached) tensor, not a saved one:
-        # like the C++ node it is what backward uses, and no hook sees it
-        # packed; input and target are saved for a recorded backward only
+        # kept as plain tensors, not saved ones, as the C++ node keeps them:
+        # the gradient backward uses, and for a recorded backward only, input
+        # and target (no saved-tensor hook runs on them on every call; their
+        # versions are checked as a saved tensor's would be)
         ctx.grad = output[1].detach()
-        ctx.save_for_backward(inputs[0], inputs[1])
+        ctx.kept = [(t, t._version) for t in inputs[:2]]
 
     def backward(ctx, grad_loss, _grad_of_grad):
         grad = ctx.grad
@@ -166,14 +170,18 @@ def _fused_loss(name):
             raise RuntimeError(_checks.SECOND_BACKWARD)
         if _recorded():
             # differentiable again: torch's gradient of torch's loss, from the saved input
-            input, target = ctx.saved_tensors
+            for t, version in ctx.kept:
+                if t._version != version:
+                    raise RuntimeError("one of the variables needed for gradient computation has been modified by "
+                                       f"an inplace operation: [{t.type()} {list(t.shape)}] is at version "
+                                       f"{t._version}; expected version {version} instead.")
+            input, target = (t for t, _ in ctx.kept)
             with torch.enable_grad():
-                x = input if input.requires_grad else input.detach().requires_grad_()
-                (grad_input,) = torch.autograd.grad(_torch_loss(name, x, target, *ctx.rest), x, grad_loss,
+                (grad_input,) = torch.autograd.grad(_torch_loss(name, input, target, *ctx.rest), input, grad_loss,
                                                     create_graph=True)
             return (grad_input,) + (None,) * (ctx.n_inputs - 1)
         if not _keep_graph():
-            ctx.grad = None  # freed as a saved tensor would be: a second backward raises
+            ctx.grad = ctx.kept = None  # freed as saved tensors would be: a second backward raises
         scale = grad_loss.unsqueeze(-1) if grad_loss.dim() < grad.dim() else grad_loss
         return (grad * scale,) + (None,) * (ctx.n_inputs - 1)
 
