@@ -6,6 +6,7 @@ import pytest
 import torch.nn.functional as TF
 
 import fastact.functional as F
+from fastact_apps.bench.specs import SIZES
 
 OPS = {
     "relu": (lambda x, _: TF.relu(x), lambda x, _: F.relu(x)),
@@ -17,7 +18,6 @@ OPS = {
     "softmax": (lambda x, _: TF.softmax(x, -1), lambda x, _: F.softmax(x, -1)),
     "log_softmax": (lambda x, _: TF.log_softmax(x, -1), lambda x, _: F.log_softmax(x, -1)),
 }
-SIZES = [(5, 10), (1000, 10), (256, 1024), (4096, 4096)]
 MODES = ["fwd", "fwd+bwd"]
 CASES = [(op, mode, shape) for op in OPS for mode in MODES for shape in SIZES]
 IDS = [f"{op}-{mode}-{shape[0]}x{shape[1]}" for op, mode, shape in CASES]

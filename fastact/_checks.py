@@ -71,6 +71,9 @@ def check_linear_activation(activation: str) -> None:
 def check_index_target(input: torch.Tensor, target: torch.Tensor) -> None:
     """cross_entropy's class-index target against its input: torch's checks
     and messages (nll_loss_nd, nll_loss)."""
+    if input.dim() == 2 and target.dim() == 1 and input.size(0) == target.size(0) and \
+            target.dtype is torch.int64:
+        return  # the common case, first: this runs on every call
     if target.dtype not in (torch.int64, torch.uint8):
         raise RuntimeError(f"expected target dtype to be Long or Byte, but got {type_name(target.dtype)}")
     if input.dim() == 1:

@@ -212,21 +212,27 @@ def cross_entropy(input: Tensor, target: Tensor, weight: Optional[Tensor] = None
             target = target.to(dtype)
     else:
         _checks.check_index_target(input, target)
-        target = target.long()
+        if target.dtype is not torch.int64:
+            target = target.long()
 
-    class_dim = 1 if input.dim() >= 2 else 0
-    n_classes = input.size(class_dim)
-    batch_shape = input.shape[:class_dim] + input.shape[class_dim + 1:]
-    # to [rows, classes]: the class dim last (a copy only for (N, C, d...) inputs);
-    # the row count is given, not inferred, so that zero classes reshape too
-    rows = input.movedim(class_dim, -1).reshape(batch_shape.numel(), n_classes)
-    flat_target = target.movedim(class_dim, -1).reshape(rows.shape) if probabilities else target.reshape(-1)
+    if input.dim() == 2:
+        # (N, C) is already [rows, classes]: no reshapes, which at tutorial
+        # sizes cost more than the kernel
+        rows, flat_target, batch_shape = input, target, None
+    else:
+        class_dim = 1 if input.dim() >= 2 else 0
+        n_classes = input.size(class_dim)
+        batch_shape = input.shape[:class_dim] + input.shape[class_dim + 1:]
+        # to [rows, classes]: the class dim last (a copy only for (N, C, d...) inputs);
+        # the row count is given, not inferred, so that zero classes reshape too
+        rows = input.movedim(class_dim, -1).reshape(batch_shape.numel(), n_classes)
+        flat_target = target.movedim(class_dim, -1).reshape(rows.shape) if probabilities else target.reshape(-1)
 
     # The gradient is written in the forward pass only when it will be needed.
     compute_grad = input.requires_grad and torch.is_grad_enabled()
     loss, _ = _ops().cross_entropy(rows, flat_target, weight, reduction_enum, ignore_index,
                                 float(label_smoothing), compute_grad)
-    if reduction_enum == 0:  # none: the per-sample shape
+    if reduction_enum == 0 and batch_shape is not None:  # none: the per-sample shape
         loss = loss.reshape(batch_shape)
     return loss
 

@@ -139,10 +139,10 @@ at::Tensor gelu(const at::Tensor& self, c10::string_view approximate) {
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, self.scalar_type(), "gelu", [&] {
     using Vec = typename VecIO<scalar_t>::Vec;
     using Acc = acc_t<scalar_t>;
-    const Vec half(0.5), one(1), beta(static_cast<Acc>(kGeluBeta)), kappa(static_cast<Acc>(kGeluKappa)), rsqrt2(Acc(M_SQRT1_2));
+    const Vec half(0.5), one(1), beta(static_cast<Acc>(kGeluBeta)), kappa(static_cast<Acc>(kGeluKappa));
     map_elementwise<scalar_t, 1>({self}, out, [=](Vec x) {
-      const Vec t = use_tanh ? vec_tanh(beta * (x + kappa * x * x * x)) : (x * rsqrt2).erf();
-      return half * x * (one + t);
+      if (use_tanh) return half * x * (one + vec_tanh(beta * (x + kappa * x * x * x)));
+      return x * vec_normal_cdf(x);
     });
   });
   return out;
@@ -157,7 +157,7 @@ at::Tensor gelu_backward(const at::Tensor& grad_output, const at::Tensor& self, 
     using Vec = typename VecIO<scalar_t>::Vec;
     using Acc = acc_t<scalar_t>;
     const Vec half(0.5), one(1), three(3), beta(static_cast<Acc>(kGeluBeta)), kappa(static_cast<Acc>(kGeluKappa)),
-        rsqrt2(Acc(M_SQRT1_2)), rsqrt2pi(Acc(0.3989422804014327)), minus_half(-0.5);
+        rsqrt2pi(Acc(0.3989422804014327)), minus_half(-0.5);
     map_elementwise<scalar_t, 2>({grad_output, self}, grad_input, [=](Vec g, Vec x) {
       if (use_tanh) {
         const Vec x_sq = x * x;
@@ -166,8 +166,9 @@ at::Tensor gelu_backward(const at::Tensor& grad_output, const at::Tensor& self, 
         const Vec right_derivative = half * x * (one - t * t) * beta * (one + three * kappa * x_sq);
         return g * (left_derivative + right_derivative);
       }
-      const Vec cdf = half * (one + (x * rsqrt2).erf());
-      const Vec pdf = vec_exp(minus_half * x * x) * rsqrt2pi;
+      const Vec gauss = vec_exp(minus_half * x * x);  // the density's, and the CDF's
+      const Vec cdf = vec_normal_cdf(x, gauss);
+      const Vec pdf = gauss * rsqrt2pi;
       return g * (cdf + x * pdf);
     });
   });

@@ -127,7 +127,7 @@ struct VecIO {
 // from making r NaN and take their constant as the first operand, so a NaN
 // input stays NaN. Elsewhere: Sleef.
 template <typename Acc>
-inline Vectorized<Acc> vec_exp(const Vectorized<Acc>& x) {
+C10_ALWAYS_INLINE Vectorized<Acc> vec_exp(const Vectorized<Acc>& x) {
 #if defined(CPU_CAPABILITY_AVX512)
   if constexpr (std::is_same_v<Acc, float>) {
     const __m512 clamped = _mm512_min_ps(_mm512_set1_ps(89.f), _mm512_max_ps(_mm512_set1_ps(-104.f), x));
@@ -159,7 +159,7 @@ inline Vectorized<Acc> vec_exp(const Vectorized<Acc>& x) {
 // correctly rounded value (tests/test_vec_exp.py sweeps it).
 // Other accumulation types (double) keep Sleef's.
 template <typename Acc>
-inline Vectorized<Acc> vec_tanh(const Vectorized<Acc>& x) {
+C10_ALWAYS_INLINE Vectorized<Acc> vec_tanh(const Vectorized<Acc>& x) {
   if constexpr (std::is_same_v<Acc, float>) {
     using Vec = Vectorized<float>;
     const Vec magnitude = x.abs();
@@ -176,6 +176,45 @@ inline Vectorized<Acc> vec_tanh(const Vectorized<Acc>& x) {
     return result | (x & Vec(-0.f));  // x's sign bit onto |tanh x| (so -0 stays -0)
   } else {
     return x.tanh();
+  }
+}
+
+// The standard normal CDF Phi(x) = (1 + erf(x / sqrt 2)) / 2 in float32
+// vectors, by Abramowitz & Stegun 7.1.26, the erf of at::vec's float
+// Vectorized::erf and of oneDNN's GELU (which torch's GELU calls):
+// erf(z) = 1 - t P(t) exp(-z^2), t = 1 / (1 + p|z|), absolute error below
+// 1.5e-7. Written for Phi directly: h = t P(t) exp(-z^2) / 2 is Phi(-|x|),
+// and Phi(x) = 1 - h for x > 0, so the negative side's 1 + erf(x) cancels
+// nothing. With fastact's vec_exp instead of Sleef's 1-ulp expf, which
+// made up most of GELU's time. `gauss` is exp(-x^2 / 2), which GELU's
+// backward also needs for the density. Other accumulation types (double):
+// Sleef's erf.
+template <typename Acc>
+C10_ALWAYS_INLINE Vectorized<Acc> vec_normal_cdf(const Vectorized<Acc>& x, const Vectorized<Acc>& gauss) {
+  using Vec = Vectorized<Acc>;
+  if constexpr (std::is_same_v<Acc, float>) {
+    const Vec one(1.f);
+    const Vec t = one / at::vec::fmadd(Vec(0.3275911f * float(M_SQRT1_2)), x.abs(), one);
+    // A&S's coefficients halved
+    Vec p(0.5f * 1.061405429f);
+    p = at::vec::fmadd(p, t, Vec(0.5f * -1.453152027f));
+    p = at::vec::fmadd(p, t, Vec(0.5f * 1.421413741f));
+    p = at::vec::fmadd(p, t, Vec(0.5f * -0.284496736f));
+    p = at::vec::fmadd(p, t, Vec(0.5f * 0.254829592f));
+    const Vec h = p * t * gauss;
+    return Vec::blendv(h, one - h, x > Vec(0.f));
+  } else {
+    (void)gauss;
+    return Vec(0.5) * (Vec(1) + (x * Vec(M_SQRT1_2)).erf());
+  }
+}
+template <typename Acc>
+C10_ALWAYS_INLINE Vectorized<Acc> vec_normal_cdf(const Vectorized<Acc>& x) {
+  using Vec = Vectorized<Acc>;
+  if constexpr (std::is_same_v<Acc, float>) {
+    return vec_normal_cdf(x, vec_exp(Vec(-0.5f) * x * x));
+  } else {
+    return vec_normal_cdf(x, x);
   }
 }
 

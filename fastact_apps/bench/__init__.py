@@ -23,7 +23,7 @@ import torch
 
 from fastact_apps.bench.cases import format_table, run
 from fastact_apps.bench.memory import cuda_peak_memory_report, peak_memory_report, saved_bytes_report
-from fastact_apps.bench.specs import OPS, default_sizes
+from fastact_apps.bench.specs import GPU_LOSS_SIZES, GPU_SIZES, LOSS_SIZES, OPS, SIZES, default_sizes, size_names
 from fastact_apps.bench.timing import copy_bandwidth_gbps
 
 
@@ -101,8 +101,9 @@ def main(args) -> int:
 
 def add_arguments(parser) -> None:
     parser.add_argument("--ops", nargs="*", choices=list(OPS), help="ops to run (default: all)")
-    parser.add_argument("--sizes", nargs="*", type=size, help="RxC sizes (default on CPU: 5x10 1000x10 256x1024 4096x4096; "
-                        "losses: 1000x10 4096x4096 4096x32000; on CUDA: 1000x10 8192x32000, losses also 8192x128256)")
+    parser.add_argument("--sizes", nargs="*", type=size, help=f"RxC sizes (default on CPU: {size_names(SIZES)}; cross entropy also "
+                        f"{size_names(LOSS_SIZES[len(SIZES):])}; on CUDA: {size_names(GPU_SIZES)}, losses also "
+                        f"{size_names(GPU_LOSS_SIZES[len(GPU_SIZES):])})")
     parser.add_argument("--compile", action="store_true", help="also time torch.compile of the torch function")
     parser.add_argument("--memory", action="store_true",
                         help="also measure the peak memory of cross entropy fwd+bwd (CPU: resident memory at "

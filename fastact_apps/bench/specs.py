@@ -9,9 +9,12 @@ import torch.nn.functional as TF
 import fastact.functional as F
 
 
-SIZES = [(5, 10), (1000, 10), (256, 1024), (4096, 4096)]
+# tiny (per-call overhead: 5x10, the seed notebooks' 1000x10), cache-resident
+# (kernel quality: 64x1024, 512x1024) and memory-bound (4096x4096): a win at
+# one must not hide a loss at another
+SIZES = [(5, 10), (1000, 10), (64, 1024), (512, 1024), (4096, 4096)]
 
-LOSS_SIZES = [(1000, 10), (4096, 4096), (4096, 32000)]
+LOSS_SIZES = SIZES + [(4096, 32000)]
 
 # On a GPU: the tutorial size (launch-bound) and vocabulary-sized rows.
 GPU_SIZES = [(1000, 10), (8192, 32000)]
@@ -53,8 +56,11 @@ OPS: Dict[str, OpSpec] = {
                                   tuple(GPU_LOSS_SIZES)),
     # reads x and t; forward+backward also writes the gradient
     "bce_with_logits": OpSpec(TF.binary_cross_entropy_with_logits, F.binary_cross_entropy_with_logits, 2, 3,
-                              ((1000, 10), (4096, 4096)), lambda shape: torch.rand(shape)),
+                              tuple(SIZES), lambda shape: torch.rand(shape)),
 }
+
+def size_names(sizes) -> str:
+    return " ".join(f"{r}x{c}" for r, c in sizes)
 
 def default_sizes(spec: OpSpec, device: str) -> Tuple[Tuple[int, int], ...]:
     return spec.gpu_sizes if torch.device(device).type == "cuda" else spec.sizes
