@@ -177,3 +177,29 @@ def test_an_unbuilt_source_tree_says_so_in_one_sentence(tmp_path):
     assert out.stdout.splitlines() == ["numba", "[0.0, 2.0]"]
     assert out.stderr.count("this is fastact's source tree") == 1 and "python -P" in out.stderr
     assert "circular import" not in out.stderr and "partially initialized" not in out.stderr
+
+
+@pytest.mark.parametrize("big", [False, True])
+def test_numba_hands_small_inputs_to_torch(monkeypatch, big):
+    """Below TORCH_BELOW elements the Numba backend runs torch's own op (same
+    values, torch's autograd node); from there on, its kernels (the rest of
+    the suite runs with TORCH_BELOW = 0, on the kernels at every size)."""
+    import torch
+    import torch.nn.functional as TF
+
+    import fastact.functional as F
+    from fastact._backends import numba as numba_backend
+
+    fastact.set_backend("numba")  # (the autouse fixture sets the next test's backend)
+    monkeypatch.setattr(numba_backend, "TORCH_BELOW", 64)
+    x = torch.randn(8, 8 if big else 7, requires_grad=True)
+    target = torch.randint(0, x.shape[1], (8,))
+    calls = {"sigmoid": (F.sigmoid(x), torch.sigmoid(x)), "gelu": (F.gelu(x), TF.gelu(x)),
+             "softmax": (F.softmax(x, 1), torch.softmax(x, 1)),
+             "cross_entropy": (F.cross_entropy(x, target), TF.cross_entropy(x, target)),
+             "bce": (F.binary_cross_entropy_with_logits(x, x.sigmoid().detach()),
+                     TF.binary_cross_entropy_with_logits(x, x.sigmoid().detach()))}
+    for name, (got, expected) in calls.items():
+        torch.testing.assert_close(got, expected, rtol=2e-6, atol=1e-6)
+        torch_node = type(expected.grad_fn).__name__
+        assert (type(got.grad_fn).__name__ == torch_node) is not big, (name, got.grad_fn)

@@ -22,6 +22,7 @@ LAYERS = {
     "fastact._spec": 0,
     "fastact._checks": 1,
     "fastact._backends.numba.cache": 2,
+    "fastact._backends.numba.fastmath": 2,
     "fastact._backends.numba.kernels": 2,
     "fastact._backends.numba.library": 3,
     "fastact._backends.numba.autograd": 4,

@@ -12,12 +12,13 @@ running (custom ops see no autograd state): in place, a tensor that needs a
 gradient is updated through a recorded copy (torch's own errors for leaves
 and views apply), and inside torch.func transforms or with a tangent the
 update is torch's own in-place op."""
+import os
 from types import SimpleNamespace
 
 import torch
 
 from fastact import _checks, _spec
-from fastact._backends.numba import autograd, kernels
+from fastact._backends.numba import autograd
 from fastact._backends.numba.library import NAMESPACE
 
 _table = None
@@ -127,6 +128,51 @@ def _register_autocast_policy():
         _register_autocast(_autocast_lib, name, dtypes[policy])
 
 
+# Below this many elements a call goes to torch's own kernel (and torch's
+# autograd), not to the Numba kernels: the custom op, its autograd node and
+# the NumPy views cost tens of microseconds per call, more than torch's whole
+# op up to about a million elements (bench/results/cpu-numba.txt), and a
+# fallback must not be slower than no fastact at all. Read at each call;
+# the tests set it to 0 so that they exercise the kernels at every size.
+TORCH_BELOW = int(os.environ.get("FASTACT_NUMBA_TORCH_BELOW", 1 << 20))
+
+# the ops fastact.functional calls with an input tensor first
+_ROUTED = ("relu", "leaky_relu", "sigmoid", "tanh", "gelu", "selu", "softmax", "log_softmax", "linear_act",
+           *_spec.FUSED_LOSSES)
+
+
+# torch's public functions for the hand-over (an aten OpOverload's Python
+# call costs microseconds more), on the ops' own arguments
+_TORCH_EAGER = {
+    "relu": torch.relu,
+    "leaky_relu": torch.nn.functional.leaky_relu,
+    "sigmoid": torch.sigmoid,
+    "tanh": torch.tanh,
+    "gelu": lambda x, approximate="none": torch._C._nn.gelu(x, approximate=approximate),
+    "selu": torch.selu,
+    "softmax": torch.softmax,
+    "log_softmax": torch.log_softmax,
+    "cross_entropy": lambda input, target, weight, reduction, ignore_index, smoothing, _: torch._C._nn.cross_entropy_loss(
+        input, target, weight, reduction, ignore_index, smoothing),
+    "binary_cross_entropy_with_logits": lambda input, target, weight, pos_weight, reduction, _:
+        torch.binary_cross_entropy_with_logits(input, target, weight, pos_weight, reduction),
+}
+
+
+def _small_to_torch(name: str, op):
+    torch_form = _TORCH_EAGER.get(name, autograd.TORCH_FORMS[name])
+    loss = name in _spec.FUSED_LOSSES
+
+    def call(input, *args):
+        if input.numel() >= TORCH_BELOW or input.device.type != "cpu" or torch.compiler.is_compiling():
+            return op(input, *args)
+        if loss:  # the loss, and an empty gradient: fastact.functional reads only the loss
+            return torch_form(input, *args), input.new_empty(0)
+        return torch_form(input, *args)
+
+    return call
+
+
 def table() -> SimpleNamespace:
     """The backend's op table, one entry per _spec.OPS; registers the ops'
     autograd and autocast kernels on first use."""
@@ -139,7 +185,9 @@ def table() -> SimpleNamespace:
             if name in _spec.INPLACE:
                 entries[name] = _inplace(_spec.INPLACE[name])
             elif name in _spec.FUSED_LOSSES:
-                entries[name] = _fused_loss(name)
+                entries[name] = _small_to_torch(name, _fused_loss(name))
+            elif name in _ROUTED:
+                entries[name] = _small_to_torch(name, getattr(torch.ops.fastact_numba, name).default)
             else:
                 entries[name] = getattr(torch.ops.fastact_numba, name).default
         _table = SimpleNamespace(**entries)
@@ -151,4 +199,4 @@ def build() -> str:
     import numba
 
     return (f"numba {numba.__version__}, threading layer {numba.config.THREADING_LAYER}, "
-            f"{numba.config.NUMBA_NUM_THREADS} threads, serial below {kernels.SERIAL_GRAIN} elements")
+            f"{numba.config.NUMBA_NUM_THREADS} threads, torch's kernels below {TORCH_BELOW} elements")

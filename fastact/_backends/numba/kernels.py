@@ -2,39 +2,29 @@
 writing into outputs torch allocated. float32 and float64 run natively
 (fp16/bf16 are upcast by the caller); reductions accumulate in float64.
 
-Each kernel is written once and compiled twice (see `_jit`): serially for
-small inputs, where waking Numba's thread pool costs more than the work,
-and with `parallel=True` (prange over elements or rows) for large ones."""
+Each kernel runs over whole arrays or any chunk of elements or rows, so
+library.py can split a large call across threads. Small inputs do not reach
+them: the backend hands those to torch's own kernels (see
+fastact/_backends/numba/__init__.py)."""
 import math
 
 import numba
 import numpy as np
-from numba import prange
 
 from fastact import _spec
-from fastact._backends.numba import cache
+from fastact._backends.numba import cache, fastmath
 
 cache.install()
 
-# Below this many elements a kernel runs on the calling thread.
-SERIAL_GRAIN = 32768
-
-
-class _Kernel:
-    """One kernel body, compiled serial and parallel (both cached on disk)."""
-
-    def __init__(self, body):
-        # error_model="numpy": IEEE division (x / 0 is inf or nan), as the C++ kernels
-        options = dict(cache=True, nogil=True, error_model="numpy")
-        self.serial = numba.njit(**options)(body)
-        self.parallel = numba.njit(parallel=True, **options)(body)
-
-    def __call__(self, size, *args):
-        return (self.parallel if size > SERIAL_GRAIN else self.serial)(*args)
-
-
 def _jit(body):
-    return _Kernel(body)
+    """A kernel over whole arrays or any chunk of them (library.py runs the
+    chunks on threads). error_model="numpy": IEEE division (x / 0 is inf or
+    nan), as the C++ kernels, and no division check in the loop, which is
+    what lets LLVM vectorize it; "contract": a * b + c may fuse (the
+    polynomials in fastmath.py are written for it), nothing that touches NaN
+    or inf. Compiled serially: parallel=True took seconds more per kernel to
+    compile, on every first call after an install."""
+    return numba.njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"})(body)
 
 
 # ---- pointwise activations: flat arrays, out[i] = f(x[i]) ----------------
@@ -44,85 +34,94 @@ SELU_ALPHA, SELU_SCALE = _spec.SELU_ALPHA, _spec.SELU_SCALE  # compile-time cons
 
 @_jit
 def relu(x, out):
-    for i in prange(x.size):
+    for i in range(x.size):
         v = x[i]
         out[i] = 0 if v <= 0 else v  # NaN passes through, as torch's
 
 
 @_jit
 def relu_backward(g, y, out):
-    for i in prange(g.size):
+    for i in range(g.size):
         out[i] = 0 if y[i] <= 0 else g[i]
 
 
 @_jit
 def leaky_relu(x, slope, out):
-    for i in prange(x.size):
+    for i in range(x.size):
         v = x[i]
         out[i] = v if v > 0 else v * slope
 
 
 @_jit
 def leaky_relu_backward(g, s, slope, out):
-    for i in prange(g.size):
+    for i in range(g.size):
         out[i] = g[i] if s[i] > 0 else g[i] * slope
 
 
 @_jit
 def sigmoid(x, out):
-    for i in prange(x.size):
-        out[i] = 1.0 / (1.0 + math.exp(-x[i]))
+    one = x.dtype.type(1.0)
+    for i in range(x.size):
+        out[i] = one / (one + fastmath.exp(-x[i]))
 
 
 @_jit
 def sigmoid_backward(g, y, out):
-    for i in prange(g.size):
-        out[i] = g[i] * (1.0 - y[i]) * y[i]
+    one = y.dtype.type(1.0)
+    for i in range(g.size):
+        out[i] = g[i] * (one - y[i]) * y[i]
 
 
 @_jit
 def tanh(x, out):
-    for i in prange(x.size):
-        out[i] = math.tanh(x[i])
+    for i in range(x.size):
+        out[i] = fastmath.tanh(x[i])
 
 
 @_jit
 def tanh_backward(g, y, out):
-    for i in prange(g.size):
-        out[i] = g[i] * (1.0 - y[i] * y[i])
+    one = y.dtype.type(1.0)
+    for i in range(g.size):
+        out[i] = g[i] * (one - y[i] * y[i])
 
 
+# In the arrays' precision (float32 stays float32, as torch's kernels).
+# The tanh form's constants: sqrt(2 / pi) and 0.044715.
 @_jit
 def gelu(x, tanh_approximation, out):
-    for i in prange(x.size):
-        v = float(x[i])
+    T = x.dtype.type
+    half, one, beta, kappa = T(0.5), T(1.0), T(0.7978845608028654), T(0.044715)
+    for i in range(x.size):
+        v = x[i]
         if tanh_approximation:
-            inner = 0.7978845608028654 * (v + 0.044715 * v * v * v)
-            out[i] = 0.5 * v * (1.0 + math.tanh(inner))
+            out[i] = half * v * (one + fastmath.tanh(beta * (v + kappa * v * v * v)))
         else:
-            out[i] = 0.5 * v * (1.0 + math.erf(v * 0.7071067811865476))
+            out[i] = v * fastmath.normal_cdf(v, fastmath.exp(T(-0.5) * v * v))
 
 
 @_jit
 def gelu_backward(g, x, tanh_approximation, out):
-    for i in prange(g.size):
-        v = float(x[i])
+    T = x.dtype.type
+    half, one, beta, kappa = T(0.5), T(1.0), T(0.7978845608028654), T(0.044715)
+    for i in range(g.size):
+        v = x[i]
         if tanh_approximation:
-            inner = 0.7978845608028654 * (v + 0.044715 * v * v * v)
-            t = math.tanh(inner)
-            d_inner = 0.7978845608028654 * (1.0 + 3.0 * 0.044715 * v * v)
-            out[i] = g[i] * (0.5 * (1.0 + t) + 0.5 * v * (1.0 - t * t) * d_inner)
+            t = fastmath.tanh(beta * (v + kappa * v * v * v))
+            d_inner = beta * (one + T(3.0) * kappa * v * v)
+            out[i] = g[i] * (half * (one + t) + half * v * (one - t * t) * d_inner)
         else:
-            cdf = 0.5 * (1.0 + math.erf(v * 0.7071067811865476))
-            pdf = math.exp(-0.5 * v * v) * 0.3989422804014327
-            out[i] = g[i] * (cdf + v * pdf)
+            gauss = fastmath.exp(T(-0.5) * v * v)
+            out[i] = g[i] * (fastmath.normal_cdf(v, gauss) + v * gauss * T(0.3989422804014327))
 
 
 @_jit
 def selu(x, out):
-    for i in prange(x.size):
-        v = float(x[i])
-        out[i] = SELU_SCALE * v if v > 0 else SELU_SCALE * SELU_ALPHA * math.expm1(v)
+    T = x.dtype.type
+    scale, alpha_scale, one = T(SELU_SCALE), T(SELU_SCALE * SELU_ALPHA), T(1.0)
+    for i in range(x.size):
+        v = x[i]
+        # exp(v) - 1 rather than expm1: off by at most an ulp of 1 (alpha_scale * 6e-8) near 0
+        out[i] = scale * v if v > 0 else alpha_scale * (fastmath.exp(v) - one)
 
 
 @_jit
@@ -130,13 +129,13 @@ def selu_backward(g, s, is_result, scale, alpha_scale, out):
     # torch's elu_backward, from the input or (is_result) the output; NaN in,
     # NaN out. The constants come in the arrays' precision: from the output,
     # s + alpha_scale cancels, and float32 must round as torch's does.
-    for i in prange(g.size):
+    for i in range(g.size):
         if s[i] > 0:
             out[i] = g[i] * scale
         elif is_result:
             out[i] = g[i] * (s[i] + alpha_scale)
         else:
-            out[i] = g[i] * (alpha_scale * math.exp(s[i]))
+            out[i] = g[i] * (alpha_scale * fastmath.exp(s[i]))
 
 
 # ---- softmax family: rows of a [R, C] array ----------------------------
@@ -144,40 +143,47 @@ def selu_backward(g, s, is_result, scale, alpha_scale, out):
 
 @_jit
 def softmax_rows(x, log, out):
-    for r in prange(x.shape[0]):
-        row = x[r]
-        m = -np.inf
+    # exp in the rows' precision (vectorized, fastmath.exp), sums in float64;
+    # the exps go into the output row first, so the loop that computes them
+    # has no reduction in it (LLVM vectorizes no float reduction it may not reorder)
+    for r in range(x.shape[0]):
+        row, dest = x[r], out[r]
+        m = row.dtype.type(-np.inf)
         for c in range(row.size):
-            m = max(m, float(row[c]))
+            m = max(m, row[c])
         if m == -np.inf:
-            m = 0.0  # an all -inf row: exp(-inf - 0) = 0, as torch gives NaN/-inf below
+            m = row.dtype.type(0.0)  # an all -inf row: exp(-inf - 0) = 0, as torch gives NaN/-inf below
+        for c in range(row.size):
+            dest[c] = fastmath.exp(row[c] - m)
         s = 0.0
         for c in range(row.size):
-            s += math.exp(float(row[c]) - m)
+            s += dest[c]
         if log:
-            ls = math.log(s)
+            ls = row.dtype.type(math.log(s))
             for c in range(row.size):
-                out[r, c] = (float(row[c]) - m) - ls
+                dest[c] = (row[c] - m) - ls
         else:
-            inv = 1.0 / s
+            inv = row.dtype.type(1.0 / s)
             for c in range(row.size):
-                out[r, c] = math.exp(float(row[c]) - m) * inv
+                dest[c] = dest[c] * inv
 
 
 @_jit
 def softmax_backward_rows(g, y, log, out):
-    for r in prange(g.shape[0]):
+    for r in range(g.shape[0]):
         s = 0.0
         if log:
             for c in range(g.shape[1]):
-                s += float(g[r, c])
+                s += g[r, c]
+            s_t = y.dtype.type(s)
             for c in range(g.shape[1]):
-                out[r, c] = g[r, c] - math.exp(float(y[r, c])) * s
+                out[r, c] = g[r, c] - fastmath.exp(y[r, c]) * s_t
         else:
             for c in range(g.shape[1]):
                 s += float(g[r, c]) * float(y[r, c])
+            s_t = y.dtype.type(s)
             for c in range(g.shape[1]):
-                out[r, c] = y[r, c] * (g[r, c] - s)
+                out[r, c] = y[r, c] * (g[r, c] - s_t)
 
 
 # ---- fused losses --------------------------------------------------------
@@ -195,14 +201,15 @@ def cross_entropy_rows(x, index_target, prob_target, use_index, weight, use_weig
     w_total = 0.0
     for c in range(C):
         w_total += float(weight[c]) if use_weight else 1.0
-    for r in prange(x.shape[0]):
+    for r in range(x.shape[0]):
         row = x[r]
         m = -np.inf
         for c in range(C):
             m = max(m, float(row[c]))
         s = 0.0
+        m_t = row.dtype.type(m)
         for c in range(C):
-            s += math.exp(float(row[c]) - m)
+            s += fastmath.exp(row[c] - m_t)
         ls = math.log(s)
         if use_index:
             y = index_target[r]
@@ -223,7 +230,7 @@ def cross_entropy_rows(x, index_target, prob_target, use_index, weight, use_weig
             if write_grad:
                 a = ((1.0 - e) * w_y + e_c * w_total) * grad_scale
                 for c in range(C):
-                    p = math.exp(float(row[c]) - m) / s
+                    p = fastmath.exp(row[c] - m_t) / s
                     gc = p * a - (e_c * grad_scale * (float(weight[c]) if use_weight else 1.0) if e > 0 else 0.0)
                     if c == y:
                         gc -= (1.0 - e) * w_y * grad_scale
@@ -238,7 +245,7 @@ def cross_entropy_rows(x, index_target, prob_target, use_index, weight, use_weig
             loss[r] = total
             if write_grad:
                 for c in range(C):
-                    p = math.exp(float(row[c]) - m) / s
+                    p = fastmath.exp(row[c] - m_t) / s
                     wt = (float(weight[c]) if use_weight else 1.0) * (float(prob_target[r, c]) * (1.0 - e) + e_c)
                     grad[r, c] = (p * t_sum - wt) * grad_scale
 
@@ -248,16 +255,19 @@ def binary_cross_entropy_with_logits(x, t, weight, use_weight, pos_weight, use_p
                                      loss, grad):
     """loss = w ((1 - t) x + lw softplus(-x)), lw = 1 + (pw - 1) t;
     grad = w (lw sigmoid(x) - pw t) * grad_scale."""
-    for i in prange(x.size):
-        v = float(x[i])
-        tv = float(t[i])
-        w = float(weight[i]) if use_weight else 1.0
-        pw = float(pos_weight[i]) if use_pos_weight else 1.0
-        lw = 1.0 + (pw - 1.0) * tv
-        softplus_neg = max(-v, 0.0) + math.log1p(math.exp(-abs(v)))  # log(1 + exp(-x)), stably
-        loss[i] = w * ((1.0 - tv) * v + lw * softplus_neg)
+    T = x.dtype.type
+    one, zero = T(1.0), T(0.0)
+    for i in range(x.size):
+        v = x[i]
+        tv = t[i]
+        w = weight[i] if use_weight else one
+        pw = pos_weight[i] if use_pos_weight else one
+        lw = one + (pw - one) * tv
+        e = fastmath.exp(-abs(v))
+        softplus_neg = max(-v, zero) + fastmath.log1p_unit(e)  # log(1 + exp(-x)), stably
+        loss[i] = w * ((one - tv) * v + lw * softplus_neg)
         if write_grad:
-            sig = 1.0 / (1.0 + math.exp(-v))
+            sig = one / (one + e) if v >= zero else e / (one + e)
             grad[i] = w * (lw * sig - pw * tv) * grad_scale
 
 

@@ -8,7 +8,9 @@ Conventions shared with the C++ backend: outputs keep the layout
 torch.empty_like gives (softmax: contiguous); backward saves the output
 where the derivative allows; when the backward itself is being recorded
 (create_graph) it runs ATen's differentiable formula instead of the kernel."""
+import concurrent.futures
 import math
+import os
 from typing import Optional, Tuple
 
 import numpy as np
@@ -57,7 +59,7 @@ def _flat(t: Tensor, order) -> Tensor:
 def _pointwise(name: str, kernel, out_like: Tensor, inputs, *scalars, out: Optional[Tensor] = None) -> Tensor:
     """out = kernel(inputs..., scalars...) elementwise, in out's memory order."""
     _check_cpu(name, *inputs)
-    out = torch.empty_like(out_like) if out is None else out
+    out = _empty_like(out_like) if out is None else out
     if out.numel() == 0:
         return out
     order = _memory_order(out)
@@ -66,11 +68,77 @@ def _pointwise(name: str, kernel, out_like: Tensor, inputs, *scalars, out: Optio
     scalars = [arrays[0].dtype.type(s) if isinstance(s, float) else s for s in scalars]
     flat_out = out.permute(order).view(-1) if out.permute(order).is_contiguous() else None
     target = flat_out if flat_out is not None and out.dtype not in _REDUCED else \
-        torch.empty(out.numel(), dtype=torch.float32 if out.dtype in _REDUCED else out.dtype)
-    kernel(out.numel(), *arrays, *scalars, target.numpy())
+        _empty((out.numel(),), torch.float32 if out.dtype in _REDUCED else out.dtype)
+    _run(kernel, out.numel(), 1, [*arrays, *scalars, target.numpy()], (*range(len(arrays)), -1))
     if target is not flat_out:
         out.permute(order).copy_(target.view(out.permute(order).shape))
     return out
+
+
+# From this many bytes up, fresh outputs come from NumPy's allocator, which
+# asks the kernel for transparent huge pages (madvise, NumPy's default on
+# Linux from 4 MiB): a first write then faults once per 2 MiB instead of
+# once per 4 KiB, and those faults were most of an op's time at 4096x4096.
+# torch's allocator does the same only under THP_MEM_ALLOC_ENABLE=1. The
+# tensor owns the array (freed with it); unlike torch.empty's, its storage
+# cannot be resized in place.
+_HUGE_PAGE_BYTES = 4 << 20
+_NUMPY_DTYPES = {torch.float32: np.float32, torch.float64: np.float64}
+
+
+def _empty(shape, dtype) -> Tensor:
+    """torch.empty(shape, dtype=dtype): contiguous, on huge pages where large."""
+    numel = math.prod(shape)
+    if dtype in _NUMPY_DTYPES and numel * _NUMPY_DTYPES[dtype]().itemsize >= _HUGE_PAGE_BYTES:
+        return torch.from_numpy(np.empty(numel, dtype=_NUMPY_DTYPES[dtype])).view(shape)
+    return torch.empty(shape, dtype=dtype)
+
+
+def _row_major_strides(shape):
+    strides, step = [], 1
+    for size in reversed(shape):
+        strides.append(step)
+        step *= max(size, 1)
+    return tuple(reversed(strides))
+
+
+def _empty_like(t: Tensor) -> Tensor:
+    """torch.empty_like(t), on huge pages where large and row-major (empty_like
+    keeps any other dense layout, and strides of size-1 dims as they are)."""
+    if t.numel() * t.element_size() >= _HUGE_PAGE_BYTES and t.stride() == _row_major_strides(t.shape):
+        return _empty(t.shape, t.dtype)
+    return torch.empty_like(t)
+
+
+# Elements a thread gets at least: below, one thread does it all.
+_THREAD_GRAIN = 1 << 16
+_pool: Optional[concurrent.futures.ThreadPoolExecutor] = None
+
+
+def _run(kernel, n: int, unit: int, args: list, chunked) -> None:
+    """kernel(*args) over n rows (or elements) of `unit` elements each, split
+    into one chunk per torch thread: the args at the positions `chunked` are
+    sliced along their first dim, the rest passed whole. The kernels release
+    the GIL (nogil), so the chunks run in parallel; the caller's thread takes
+    the first."""
+    workers = min(torch.get_num_threads(), n * max(unit, 1) // _THREAD_GRAIN, n)
+    if workers < 2:
+        kernel(*args)
+        return
+    global _pool
+    if _pool is None:
+        _pool = concurrent.futures.ThreadPoolExecutor(max_workers=os.cpu_count() or 1,
+                                                      thread_name_prefix="fastact-numba")
+    chunked = {i % len(args) for i in chunked}
+    bounds = [n * k // workers for k in range(workers + 1)]
+
+    def part(k):
+        return [a[bounds[k]:bounds[k + 1]] if i in chunked else a for i, a in enumerate(args)]
+
+    futures = [_pool.submit(kernel, *part(k)) for k in range(1, workers)]
+    kernel(*part(0))
+    for f in futures:
+        f.result()
 
 
 # the message of the C++ kernels' AT_DISPATCH_FLOATING_TYPES
@@ -205,6 +273,8 @@ def _rows(t: Tensor, dim: int) -> Tensor:
 
 
 def _from_rows(rows: Tensor, like: Tensor, dim: int) -> Tensor:
+    if like.dim() > 0 and dim == like.dim() - 1 and rows.dtype == like.dtype:
+        return rows.view(like.shape)  # already the contiguous result
     out = torch.empty(like.shape, dtype=like.dtype)  # contiguous, as the C++ kernel returns
     if like.dim() == 0:
         out.copy_(rows.reshape(()))
@@ -220,8 +290,8 @@ def _softmax_forward(name: str, self: Tensor, dim: int, log: bool) -> Tensor:
         return torch.empty(self.shape, dtype=self.dtype)
     dim = dim % max(self.dim(), 1)
     rows = _rows(self, dim)
-    out = torch.empty(rows.shape, dtype=torch.float32 if self.dtype in _REDUCED else self.dtype)
-    kernels.softmax_rows(rows.numel(), _numpy(rows), log, out.numpy())
+    out = _empty(rows.shape, torch.float32 if self.dtype in _REDUCED else self.dtype)
+    _run(kernels.softmax_rows, rows.shape[0], rows.shape[1], [_numpy(rows), log, out.numpy()], (0, 2))
     return _from_rows(out, self, dim)
 
 
@@ -233,8 +303,9 @@ def _softmax_backward(name: str, grad_output: Tensor, output: Tensor, dim: int, 
         return torch.empty(output.shape, dtype=output.dtype)
     dim = dim % max(output.dim(), 1)
     g, y = _rows(grad_output, dim), _rows(output, dim)
-    out = torch.empty(g.shape, dtype=torch.float32 if output.dtype in _REDUCED else output.dtype)
-    kernels.softmax_backward_rows(g.numel(), _numpy(g), _numpy(y), log, out.numpy())
+    out = _empty(g.shape, torch.float32 if output.dtype in _REDUCED else output.dtype)
+    _run(kernels.softmax_backward_rows, g.shape[0], g.shape[1], [_numpy(g), _numpy(y), log, out.numpy()],
+         (0, 1, 3))
     return _from_rows(out, output, dim)
 
 
@@ -311,7 +382,7 @@ def cross_entropy(input: Tensor, target: Tensor, weight: Optional[Tensor], reduc
     index = target.contiguous().numpy() if use_index else np.zeros(1, dtype=np.int64)
     probs = _numpy(target.contiguous()) if not use_index else np.zeros((1, 1), dtype=w.dtype)
     if use_index:
-        denominator, bad_row = kernels.checked_target_weight_sum.serial(index, C, w, use_weight, ignore_index)
+        denominator, bad_row = kernels.checked_target_weight_sum(index, C, w, use_weight, ignore_index)
         if bad_row >= 0:
             raise IndexError(f"Target {int(index[bad_row])} is out of bounds.")
     else:
@@ -321,14 +392,17 @@ def cross_entropy(input: Tensor, target: Tensor, weight: Optional[Tensor], reduc
     # inf at 0, and NaN at 0 with smoothing (torch's infinities of both signs)
     grad_scale = 1.0 if reduction != _MEAN else \
         math.nan if denominator == 0 and use_index and smoothing > 0 else _divide(1.0, denominator)
-    grad = torch.empty((R, C) if compute_grad else (0,), dtype=work)
+    grad = _empty((R, C) if compute_grad else (0,), work)
     grad_np = grad.numpy() if compute_grad else np.zeros((1, 1), dtype=grad.numpy().dtype)
 
     def row_losses(smoothing, write_grad):
         rows = torch.zeros(R, dtype=torch.float64)
         if R > 0 and C > 0:
-            kernels.cross_entropy_rows(R * C, _numpy(x), index, probs, use_index, w, use_weight, ignore_index,
-                                       smoothing, grad_scale, write_grad, rows.numpy(), grad_np)
+            # by rows: the index/probability targets, the losses and the gradient too
+            # (the unused placeholder among the targets is never read, sliced or not)
+            _run(kernels.cross_entropy_rows, R, C, [_numpy(x), index, probs, use_index, w, use_weight, ignore_index,
+                                                    smoothing, grad_scale, write_grad, rows.numpy(), grad_np],
+                 (0, 1, 2, 10, 11))
         return rows
 
     loss_rows = row_losses(smoothing, compute_grad)
@@ -355,12 +429,14 @@ def binary_cross_entropy_with_logits(input: Tensor, target: Tensor, weight: Opti
     pw, use_pw = _optional(flat[3], np_dtype)
     n = input.numel()
     grad_scale = 1.0 / n if reduction == _MEAN and n > 0 else 1.0
-    loss = torch.empty(n, dtype=work)
-    grad = torch.empty(n if compute_grad else 0, dtype=work)
+    loss = _empty((n,), work)
+    grad = _empty((n if compute_grad else 0,), work)
     grad_np = grad.numpy() if compute_grad else np.zeros(1, dtype=np_dtype)
     if n:
-        kernels.binary_cross_entropy_with_logits(n, _numpy(flat[0]), _numpy(flat[1]), w, use_w, pw, use_pw,
-                                                 grad_scale, compute_grad, loss.numpy(), grad_np)
+        # placeholders (absent weights, no gradient) are sliced too, and never read
+        _run(kernels.binary_cross_entropy_with_logits, n, 1, [_numpy(flat[0]), _numpy(flat[1]), w, use_w, pw, use_pw,
+                                                             grad_scale, compute_grad, loss.numpy(), grad_np],
+             (0, 1, 2, 4, 8, 9))
     out = loss.view(input.shape).to(input.dtype) if reduction == _NONE else _reduced(loss, reduction, n, input.dtype)
     return out, (grad.view(input.shape) if compute_grad else grad).to(input.dtype)
 
