@@ -203,3 +203,29 @@ def test_numba_hands_small_inputs_to_torch(monkeypatch, big):
         torch.testing.assert_close(got, expected, rtol=2e-6, atol=1e-6)
         torch_node = type(expected.grad_fn).__name__
         assert (type(got.grad_fn).__name__ == torch_node) is not big, (name, got.grad_fn)
+
+
+def test_numba_large_outputs_are_reused_bounded_and_emptied(monkeypatch):
+    import torch
+
+    from fastact._backends.numba import outputs
+
+    monkeypatch.setattr(outputs, "pool", outputs._Pool(3 * (8 << 20)))
+    a = outputs.empty((1 << 21,), torch.float32)  # 8 MiB
+    first = a.data_ptr()
+    del a
+    b = outputs.empty((1024, 2048), torch.float32)  # the same bytes, another shape: reused
+    assert b.data_ptr() == first and b.shape == (1024, 2048) and b.is_contiguous()
+    c = outputs.empty((1 << 21,), torch.float32)
+    assert c.data_ptr() != first  # b still holds it
+    rows = b[1:]  # a view keeps the storage
+    del b
+    assert outputs.pool.held == 0
+    del rows
+    assert outputs.pool.held == 8 << 20
+    fastact.empty_cache()
+    assert outputs.pool.held == 0
+    big = outputs.empty((1 << 24,), torch.float32)  # 64 MiB, more than the pool holds: freed, not kept
+    del big, c
+    assert outputs.pool.held == 8 << 20  # (c came back; big did not)
+    assert outputs.empty((3,), torch.float32).numel() == 3  # small ones: torch's allocator

@@ -23,6 +23,7 @@ LAYERS = {
     "fastact._checks": 1,
     "fastact._backends.numba.cache": 2,
     "fastact._backends.numba.fastmath": 2,
+    "fastact._backends.numba.outputs": 2,
     "fastact._backends.numba.kernels": 2,
     "fastact._backends.numba.library": 3,
     "fastact._backends.numba.autograd": 4,

@@ -11,6 +11,7 @@ The handles come in two sets:
 - `eager`: what eager calls use (on the C++ backend, _C's direct bindings).
 """
 import os
+import sys
 import warnings
 from dataclasses import dataclass
 from types import SimpleNamespace
@@ -89,7 +90,7 @@ def use(name: str, reason: str = "") -> None:
             raise RuntimeError(f"fastact: the Numba backend needs numba ({error!r}); pip install numba")
         from fastact._backends import numba
 
-        traced = eager = numba.table()
+        traced, eager = numba.tables()
         fake.register(numba.NAMESPACE)
         batching.register(numba.NAMESPACE)
         reason = reason or "chosen with fastact.set_backend('numba')"
@@ -112,6 +113,10 @@ def empty_cache() -> None:
     """Return the freed CPU output buffers fastact keeps for reuse to the OS
     (like torch.cuda.empty_cache for the CUDA caching allocator)."""
     cpp.empty_cache()
+    if "fastact._backends.numba" in sys.modules:  # (imported on first use only)
+        from fastact._backends.numba import outputs
+
+        outputs.empty_cache()
 
 
 def _choose_at_import() -> None:

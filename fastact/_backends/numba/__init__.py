@@ -14,6 +14,7 @@ and views apply), and inside torch.func transforms or with a tangent the
 update is torch's own in-place op."""
 import os
 from types import SimpleNamespace
+from typing import Tuple
 
 import torch
 
@@ -21,7 +22,7 @@ from fastact import _checks, _spec
 from fastact._backends.numba import autograd
 from fastact._backends.numba.library import NAMESPACE
 
-_table = None
+_tables = None
 
 
 class _BackwardRaises(torch.autograd.Function):
@@ -164,7 +165,7 @@ def _small_to_torch(name: str, op):
     loss = name in _spec.FUSED_LOSSES
 
     def call(input, *args):
-        if input.numel() >= TORCH_BELOW or input.device.type != "cpu" or torch.compiler.is_compiling():
+        if input.numel() >= TORCH_BELOW or not input.is_cpu:
             return op(input, *args)
         if loss:  # the loss, and an empty gradient: fastact.functional reads only the loss
             return torch_form(input, *args), input.new_empty(0)
@@ -173,25 +174,25 @@ def _small_to_torch(name: str, op):
     return call
 
 
-def table() -> SimpleNamespace:
-    """The backend's op table, one entry per _spec.OPS; registers the ops'
-    autograd and autocast kernels on first use."""
-    global _table
-    if _table is None:
+def tables() -> Tuple[SimpleNamespace, SimpleNamespace]:
+    """The backend's op tables, one entry per _spec.OPS: what torch.compile
+    traces, and what eager calls use (the same, but small inputs handed to
+    torch's ops); registers the ops' autograd and autocast kernels on first use."""
+    global _tables
+    if _tables is None:
         autograd.register()
         _register_autocast_policy()
-        entries = {}
+        traced = {}
         for name in _spec.OPS:
             if name in _spec.INPLACE:
-                entries[name] = _inplace(_spec.INPLACE[name])
+                traced[name] = _inplace(_spec.INPLACE[name])
             elif name in _spec.FUSED_LOSSES:
-                entries[name] = _small_to_torch(name, _fused_loss(name))
-            elif name in _ROUTED:
-                entries[name] = _small_to_torch(name, getattr(torch.ops.fastact_numba, name).default)
+                traced[name] = _fused_loss(name)
             else:
-                entries[name] = getattr(torch.ops.fastact_numba, name).default
-        _table = SimpleNamespace(**entries)
-    return _table
+                traced[name] = getattr(torch.ops.fastact_numba, name).default
+        eager = {name: _small_to_torch(name, op) if name in _ROUTED else op for name, op in traced.items()}
+        _tables = SimpleNamespace(**traced), SimpleNamespace(**eager)
+    return _tables
 
 
 def build() -> str:

@@ -182,6 +182,13 @@ def _fused_loss(name):
             return (grad_input,) + (None,) * (ctx.n_inputs - 1)
         if not _keep_graph():
             ctx.grad = ctx.kept = None  # freed as saved tensors would be: a second backward raises
+            if grad_loss.dim() == 0 and type(grad_loss) is torch.Tensor and \
+                    not torch._C._functorch.is_functorch_wrapped_tensor(grad_loss) and grad_loss.item() == 1.0:
+                # (a plain tensor: no .item() on the fake and functional tensors of compile's tracing)
+                # the usual loss.backward(): the forward's gradient is the answer, handed on as the
+                # C++ node does (nothing else holds it now); multiplying by 1 cost a pass and a fresh
+                # N x C allocation
+                return (grad,) + (None,) * (ctx.n_inputs - 1)
         scale = grad_loss.unsqueeze(-1) if grad_loss.dim() < grad.dim() else grad_loss
         return (grad * scale,) + (None,) * (ctx.n_inputs - 1)
 

@@ -27,6 +27,54 @@ def _jit(body):
     return numba.njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"})(body)
 
 
+def _reduction(body):
+    """A row reduction the kernels call: "reassoc" lets LLVM split the sum
+    over vector lanes (it keeps a float sum in order otherwise, one add at a
+    time); the lanes' partial sums are float64."""
+    return numba.njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract", "reassoc"})(body)
+
+
+@_reduction
+def _sum(a):
+    s = 0.0
+    for c in range(a.size):
+        s += a[c]
+    return s
+
+
+@_reduction
+def _dot(a, b):
+    s = 0.0
+    for c in range(a.size):
+        s += float(a[c]) * float(b[c])
+    return s
+
+
+@_jit
+def _row_max(row):
+    """max over a row, NaN skipped (the NaN reaches the row through its exp),
+    -inf for an empty or all -inf row. Kept in 16 running maxima, which LLVM
+    vectorizes; a single running max is a chain of dependent compares."""
+    lanes = np.full(16, -np.inf, dtype=row.dtype)
+    body = row.size - row.size % 16
+    for c in range(0, body, 16):
+        for j in range(16):
+            v = row[c + j]
+            lanes[j] = v if v > lanes[j] else lanes[j]
+    m = lanes[0]
+    for j in range(1, 16):
+        m = lanes[j] if lanes[j] > m else m
+    for c in range(body, row.size):
+        m = row[c] if row[c] > m else m
+    return m
+
+
+@_jit
+def _exp_shifted(row, m, out):
+    for c in range(row.size):
+        out[c] = fastmath.exp(row[c] - m)
+
+
 # ---- pointwise activations: flat arrays, out[i] = f(x[i]) ----------------
 
 SELU_ALPHA, SELU_SCALE = _spec.SELU_ALPHA, _spec.SELU_SCALE  # compile-time constants to Numba
@@ -148,16 +196,11 @@ def softmax_rows(x, log, out):
     # has no reduction in it (LLVM vectorizes no float reduction it may not reorder)
     for r in range(x.shape[0]):
         row, dest = x[r], out[r]
-        m = row.dtype.type(-np.inf)
-        for c in range(row.size):
-            m = max(m, row[c])
+        m = _row_max(row)
         if m == -np.inf:
             m = row.dtype.type(0.0)  # an all -inf row: exp(-inf - 0) = 0, as torch gives NaN/-inf below
-        for c in range(row.size):
-            dest[c] = fastmath.exp(row[c] - m)
-        s = 0.0
-        for c in range(row.size):
-            s += dest[c]
+        _exp_shifted(row, m, dest)
+        s = _sum(dest)
         if log:
             ls = row.dtype.type(math.log(s))
             for c in range(row.size):
@@ -171,17 +214,12 @@ def softmax_rows(x, log, out):
 @_jit
 def softmax_backward_rows(g, y, log, out):
     for r in range(g.shape[0]):
-        s = 0.0
         if log:
-            for c in range(g.shape[1]):
-                s += g[r, c]
-            s_t = y.dtype.type(s)
+            s_t = y.dtype.type(_sum(g[r]))
             for c in range(g.shape[1]):
                 out[r, c] = g[r, c] - fastmath.exp(y[r, c]) * s_t
         else:
-            for c in range(g.shape[1]):
-                s += float(g[r, c]) * float(y[r, c])
-            s_t = y.dtype.type(s)
+            s_t = y.dtype.type(_dot(g[r], y[r]))
             for c in range(g.shape[1]):
                 out[r, c] = y[r, c] * (g[r, c] - s_t)
 
@@ -189,27 +227,39 @@ def softmax_backward_rows(g, y, log, out):
 # ---- fused losses --------------------------------------------------------
 
 
+@_reduction
+def _probability_terms(row, target, weight, use_weight, e, e_c, m, ls):
+    """(sum_c w_c t'_c (-log p_c), sum_c w_c t'_c) of one row, t' = (1 - e) t + e / C."""
+    total = 0.0
+    t_sum = 0.0
+    for c in range(row.size):
+        wt = (float(weight[c]) if use_weight else 1.0) * (float(target[c]) * (1.0 - e) + e_c)
+        total += wt * ((m - float(row[c])) + ls)
+        t_sum += wt
+    return total, t_sum
+
+
 @_jit
 def cross_entropy_rows(x, index_target, prob_target, use_index, weight, use_weight, ignore_index, smoothing,
                        grad_scale, write_grad, loss, grad):
     """Per row (see csrc/cpu/cross_entropy.cpp for the formulas): the loss
     into loss[r] and, if write_grad, d loss / d x (times grad_scale) into
-    grad[r]. Index targets are already checked to be in range."""
+    grad[r]. Index targets are already checked to be in range. The row's
+    exps go to a scratch row once (vectorized), and serve the sum and the
+    gradient."""
     C = x.shape[1]
+    T = x.dtype.type
     e = smoothing
     e_c = smoothing / C
     w_total = 0.0
     for c in range(C):
         w_total += float(weight[c]) if use_weight else 1.0
+    exps = np.empty(C, dtype=x.dtype)
     for r in range(x.shape[0]):
         row = x[r]
-        m = -np.inf
-        for c in range(C):
-            m = max(m, float(row[c]))
-        s = 0.0
-        m_t = row.dtype.type(m)
-        for c in range(C):
-            s += fastmath.exp(row[c] - m_t)
+        m = float(_row_max(row))
+        _exp_shifted(row, T(m), exps)
+        s = _sum(exps)
         ls = math.log(s)
         if use_index:
             y = index_target[r]
@@ -228,26 +278,25 @@ def cross_entropy_rows(x, index_target, prob_target, use_index, weight, use_weig
                 total += e_c * acc
             loss[r] = total
             if write_grad:
-                a = ((1.0 - e) * w_y + e_c * w_total) * grad_scale
-                for c in range(C):
-                    p = fastmath.exp(row[c] - m_t) / s
-                    gc = p * a - (e_c * grad_scale * (float(weight[c]) if use_weight else 1.0) if e > 0 else 0.0)
-                    if c == y:
-                        gc -= (1.0 - e) * w_y * grad_scale
-                    grad[r, c] = gc
+                # p_c a - e_c w_c grad_scale, and - (1 - e) w_y grad_scale at the target
+                a = T(((1.0 - e) * w_y + e_c * w_total) * grad_scale / s)
+                if e > 0:
+                    smooth = T(e_c * grad_scale)  # (without smoothing it is 0, not 0 * an infinite scale)
+                    for c in range(C):
+                        grad[r, c] = exps[c] * a - smooth * (weight[c] if use_weight else T(1.0))
+                else:
+                    for c in range(C):
+                        grad[r, c] = exps[c] * a
+                grad[r, y] = T(float(grad[r, y]) - (1.0 - e) * w_y * grad_scale)
         else:
-            total = 0.0
-            t_sum = 0.0
-            for c in range(C):
-                wt = (float(weight[c]) if use_weight else 1.0) * (float(prob_target[r, c]) * (1.0 - e) + e_c)
-                total += wt * ((m - float(row[c])) + ls)
-                t_sum += wt
+            total, t_sum = _probability_terms(row, prob_target[r], weight, use_weight, e, e_c, m, ls)
             loss[r] = total
             if write_grad:
+                a = T(t_sum * grad_scale / s)
+                scale, keep, spread = T(grad_scale), T(1.0 - e), T(e_c)
                 for c in range(C):
-                    p = fastmath.exp(row[c] - m_t) / s
-                    wt = (float(weight[c]) if use_weight else 1.0) * (float(prob_target[r, c]) * (1.0 - e) + e_c)
-                    grad[r, c] = (p * t_sum - wt) * grad_scale
+                    wt = (weight[c] if use_weight else T(1.0)) * (prob_target[r, c] * keep + spread)
+                    grad[r, c] = exps[c] * a - wt * scale
 
 
 @_jit

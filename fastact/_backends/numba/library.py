@@ -18,7 +18,7 @@ import torch
 from torch import Tensor
 
 from fastact import _checks, _spec
-from fastact._backends.numba import kernels
+from fastact._backends.numba import kernels, outputs
 
 NAMESPACE = "fastact_numba"
 _REDUCED = (torch.float16, torch.bfloat16)
@@ -75,23 +75,9 @@ def _pointwise(name: str, kernel, out_like: Tensor, inputs, *scalars, out: Optio
     return out
 
 
-# From this many bytes up, fresh outputs come from NumPy's allocator, which
-# asks the kernel for transparent huge pages (madvise, NumPy's default on
-# Linux from 4 MiB): a first write then faults once per 2 MiB instead of
-# once per 4 KiB, and those faults were most of an op's time at 4096x4096.
-# torch's allocator does the same only under THP_MEM_ALLOC_ENABLE=1. The
-# tensor owns the array (freed with it); unlike torch.empty's, its storage
-# cannot be resized in place.
-_HUGE_PAGE_BYTES = 4 << 20
-_NUMPY_DTYPES = {torch.float32: np.float32, torch.float64: np.float64}
-
-
 def _empty(shape, dtype) -> Tensor:
-    """torch.empty(shape, dtype=dtype): contiguous, on huge pages where large."""
-    numel = math.prod(shape)
-    if dtype in _NUMPY_DTYPES and numel * _NUMPY_DTYPES[dtype]().itemsize >= _HUGE_PAGE_BYTES:
-        return torch.from_numpy(np.empty(numel, dtype=_NUMPY_DTYPES[dtype])).view(shape)
-    return torch.empty(shape, dtype=dtype)
+    """torch.empty(shape, dtype=dtype), contiguous; large ones reused (outputs.py)."""
+    return outputs.empty(tuple(shape), dtype)
 
 
 def _row_major_strides(shape):
@@ -105,7 +91,7 @@ def _row_major_strides(shape):
 def _empty_like(t: Tensor) -> Tensor:
     """torch.empty_like(t), on huge pages where large and row-major (empty_like
     keeps any other dense layout, and strides of size-1 dims as they are)."""
-    if t.numel() * t.element_size() >= _HUGE_PAGE_BYTES and t.stride() == _row_major_strides(t.shape):
+    if t.numel() * t.element_size() >= outputs.MIN_BYTES and t.stride() == _row_major_strides(t.shape):
         return _empty(t.shape, t.dtype)
     return torch.empty_like(t)
 
