@@ -33,7 +33,7 @@ def _float32_from_bits(typingctx, bits):
     return types.float32(types.int32), codegen
 
 
-@njit(inline="always", fastmath={"contract"}, error_model="numpy")
+@njit(fastmath={"contract"}, error_model="numpy")
 def exp32(x):
     # the comparisons keep a NaN (false both ways) and clamp +-inf
     x = _f32(89.0) if x > _f32(89.0) else x
@@ -55,7 +55,7 @@ def exp32(x):
         _float32_from_bits((k - half + _i32(127)) << _i32(23))
 
 
-@njit(inline="always", fastmath={"contract"}, error_model="numpy")
+@njit(fastmath={"contract"}, error_model="numpy")
 def tanh32(x):
     # |x| >= 0.625: 1 - 2 / (exp(2|x|) + 1); below, Cephes' odd polynomial
     a = abs(x)
@@ -72,7 +72,7 @@ def tanh32(x):
     return math.copysign(t, x)  # x's sign (-0 stays -0; copysign vectorizes)
 
 
-@njit(inline="always", fastmath={"contract"}, error_model="numpy")
+@njit(fastmath={"contract"}, error_model="numpy")
 def normal_cdf32(x, gauss):
     """Phi(x), given gauss = exp(-x^2 / 2); h = Phi(-|x|) cancels nothing."""
     t = _f32(1.0) / (_f32(0.3275911 * math.sqrt(0.5)) * abs(x) + _f32(1.0))
@@ -85,7 +85,7 @@ def normal_cdf32(x, gauss):
     return _f32(1.0) - h if x > 0 else h
 
 
-@njit(inline="always", fastmath={"contract"}, error_model="numpy")
+@njit(fastmath={"contract"}, error_model="numpy")
 def log1p32(e):
     """log(1 + e) for e in [0, 1] (the softplus of the BCE kernel), as
     2 atanh(s) = 2 (s + s^3/3 + ... + s^15/15), s = e / (2 + e) <= 1/3: exact
@@ -103,6 +103,9 @@ def log1p32(e):
     return _f32(2.0) * (s + s * z * p)
 
 
+# (No inline="always", here or on the overloads below: LLVM inlines these
+# small functions into the kernels' loops and vectorizes them anyway, and
+# Numba-level inlining tripled the kernels' compile time.)
 # Dtype-generic entry points for the kernels: float32 takes the versions
 # above, anything else libm's (log1p_unit: log1p of an argument in [0, 1]).
 def exp(x):
@@ -121,23 +124,23 @@ def log1p_unit(e):
     return math.log1p(e)
 
 
-@overload(exp, inline="always")
+@overload(exp)
 def _exp(x):
     return (lambda x: exp32(x)) if x == types.float32 else (lambda x: math.exp(x))
 
 
-@overload(tanh, inline="always")
+@overload(tanh)
 def _tanh(x):
     return (lambda x: tanh32(x)) if x == types.float32 else (lambda x: math.tanh(x))
 
 
-@overload(normal_cdf, inline="always")
+@overload(normal_cdf)
 def _normal_cdf(x, gauss):
     if x == types.float32:
         return lambda x, gauss: normal_cdf32(x, gauss)
     return lambda x, gauss: 0.5 * (1.0 + math.erf(x * 0.7071067811865476))
 
 
-@overload(log1p_unit, inline="always")
+@overload(log1p_unit)
 def _log1p_unit(e):
     return (lambda e: log1p32(e)) if e == types.float32 else (lambda e: math.log1p(e))
