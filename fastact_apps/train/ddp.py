@@ -1,5 +1,6 @@
 """Training under torchrun: DistributedDataParallel, every rank on its share
 of each batch (gloo on CPU, nccl on CUDA)."""
+import gc
 import os
 from typing import Callable, Dict, List, Optional, Tuple
 
@@ -87,6 +88,13 @@ def main_distributed(args, names: List[str]) -> int:
             head = (f"{'model':16s} {'torch steps/s':>13s} {'fastact steps/s':>15s} {'speedup':>7s} "
                     f"{'loss torch':>10s} {'loss fastact':>12s}")
             print("\n".join([head, "-" * len(head)] + lines))
+        # Before the group goes: free the DDP wrappers that reference cycles
+        # still hold (their reducers own gloo work; freed at interpreter exit
+        # instead, that can abort the process: "terminate called without an
+        # active exception", seen once in CI on rank 1), and wait for every
+        # rank, so that no rank tears the group down while another still uses it.
+        gc.collect()
+        dist.barrier()
     finally:
         dist.destroy_process_group()
     return 0
