@@ -53,7 +53,7 @@ _ACTIVATIONS = {
 }
 
 
-def torch_loss(name, input, target, *rest):
+def _torch_loss(name, input, target, *rest):
     if name == "cross_entropy":
         weight, reduction, ignore_index, label_smoothing, _ = rest
         return aten.cross_entropy_loss(input, target, weight, reduction, ignore_index, label_smoothing)
@@ -70,7 +70,7 @@ def _loss_form(name):
             with torch._C._AutoDispatchBelowAutograd():
                 grad = getattr(library, name)(input.detach(), target.detach(),
                                               *(t.detach() if isinstance(t, torch.Tensor) else t for t in rest))[1]
-        return torch_loss(name, input, target, *rest), grad
+        return _torch_loss(name, input, target, *rest), grad
 
     return form
 
@@ -177,7 +177,7 @@ def _fused_loss(name):
                                        f"{t._version}; expected version {version} instead.")
             input, target = (t for t, _ in ctx.kept)
             with torch.enable_grad():
-                (grad_input,) = torch.autograd.grad(torch_loss(name, input, target, *ctx.rest), input, grad_loss,
+                (grad_input,) = torch.autograd.grad(_torch_loss(name, input, target, *ctx.rest), input, grad_loss,
                                                     create_graph=True)
             return (grad_input,) + (None,) * (ctx.n_inputs - 1)
         if not _keep_graph():

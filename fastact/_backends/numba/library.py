@@ -59,7 +59,7 @@ def _flat(t: Tensor, order) -> Tensor:
 def _pointwise(name: str, kernel, out_like: Tensor, inputs, *scalars, out: Optional[Tensor] = None) -> Tensor:
     """out = kernel(inputs..., scalars...) elementwise, in out's memory order."""
     _check_cpu(name, *inputs)
-    out = _empty_like(out_like) if out is None else out
+    out = outputs.empty_like(out_like) if out is None else out
     if out.numel() == 0:
         return out
     order = _memory_order(out)
@@ -68,32 +68,11 @@ def _pointwise(name: str, kernel, out_like: Tensor, inputs, *scalars, out: Optio
     scalars = [arrays[0].dtype.type(s) if isinstance(s, float) else s for s in scalars]
     flat_out = out.permute(order).view(-1) if out.permute(order).is_contiguous() else None
     target = flat_out if flat_out is not None and out.dtype not in _REDUCED else \
-        _empty((out.numel(),), torch.float32 if out.dtype in _REDUCED else out.dtype)
+        outputs.empty((out.numel(),), torch.float32 if out.dtype in _REDUCED else out.dtype)
     _run(kernel, out.numel(), 1, [*arrays, *scalars, target.numpy()], (*range(len(arrays)), -1))
     if target is not flat_out:
         out.permute(order).copy_(target.view(out.permute(order).shape))
     return out
-
-
-def _empty(shape, dtype) -> Tensor:
-    """torch.empty(shape, dtype=dtype), contiguous; large ones reused (outputs.py)."""
-    return outputs.empty(tuple(shape), dtype)
-
-
-def _row_major_strides(shape):
-    strides, step = [], 1
-    for size in reversed(shape):
-        strides.append(step)
-        step *= max(size, 1)
-    return tuple(reversed(strides))
-
-
-def _empty_like(t: Tensor) -> Tensor:
-    """torch.empty_like(t), on huge pages where large and row-major (empty_like
-    keeps any other dense layout, and strides of size-1 dims as they are)."""
-    if t.numel() * t.element_size() >= outputs.MIN_BYTES and t.stride() == _row_major_strides(t.shape):
-        return _empty(t.shape, t.dtype)
-    return torch.empty_like(t)
 
 
 # Elements a thread gets at least: below, one thread does it all.
@@ -276,7 +255,7 @@ def _softmax_forward(name: str, self: Tensor, dim: int, log: bool) -> Tensor:
         return torch.empty(self.shape, dtype=self.dtype)
     dim = dim % max(self.dim(), 1)
     rows = _rows(self, dim)
-    out = _empty(rows.shape, torch.float32 if self.dtype in _REDUCED else self.dtype)
+    out = outputs.empty(rows.shape, torch.float32 if self.dtype in _REDUCED else self.dtype)
     _run(kernels.softmax_rows, rows.shape[0], rows.shape[1], [_numpy(rows), log, out.numpy()], (0, 2))
     return _from_rows(out, self, dim)
 
@@ -289,7 +268,7 @@ def _softmax_backward(name: str, grad_output: Tensor, output: Tensor, dim: int, 
         return torch.empty(output.shape, dtype=output.dtype)
     dim = dim % max(output.dim(), 1)
     g, y = _rows(grad_output, dim), _rows(output, dim)
-    out = _empty(g.shape, torch.float32 if output.dtype in _REDUCED else output.dtype)
+    out = outputs.empty(g.shape, torch.float32 if output.dtype in _REDUCED else output.dtype)
     _run(kernels.softmax_backward_rows, g.shape[0], g.shape[1], [_numpy(g), _numpy(y), log, out.numpy()],
          (0, 1, 3))
     return _from_rows(out, output, dim)
@@ -378,7 +357,7 @@ def cross_entropy(input: Tensor, target: Tensor, weight: Optional[Tensor], reduc
     # inf at 0, and NaN at 0 with smoothing (torch's infinities of both signs)
     grad_scale = 1.0 if reduction != _MEAN else \
         math.nan if denominator == 0 and use_index and smoothing > 0 else _divide(1.0, denominator)
-    grad = _empty((R, C) if compute_grad else (0,), work)
+    grad = outputs.empty((R, C) if compute_grad else (0,), work)
     grad_np = grad.numpy() if compute_grad else np.zeros((1, 1), dtype=grad.numpy().dtype)
 
     def row_losses(smoothing, write_grad):
@@ -415,8 +394,8 @@ def binary_cross_entropy_with_logits(input: Tensor, target: Tensor, weight: Opti
     pw, use_pw = _optional(flat[3], np_dtype)
     n = input.numel()
     grad_scale = 1.0 / n if reduction == _MEAN and n > 0 else 1.0
-    loss = _empty((n,), work)
-    grad = _empty((n if compute_grad else 0,), work)
+    loss = outputs.empty((n,), work)
+    grad = outputs.empty((n if compute_grad else 0,), work)
     grad_np = grad.numpy() if compute_grad else np.zeros(1, dtype=np_dtype)
     if n:
         # placeholders (absent weights, no gradient) are sliced too, and never read

@@ -70,6 +70,7 @@ pool = _Pool(_capacity())
 
 def empty(shape, dtype: torch.dtype) -> torch.Tensor:
     """torch.empty(shape, dtype=dtype), contiguous; large float outputs from the pool."""
+    shape = tuple(shape)
     numel = math.prod(shape)
     if dtype not in _NUMPY_DTYPES or numel * dtype.itemsize < MIN_BYTES:
         return torch.empty(shape, dtype=dtype)
@@ -77,6 +78,23 @@ def empty(shape, dtype: torch.dtype) -> torch.Tensor:
     view = buffer.view(_NUMPY_DTYPES[dtype])
     weakref.finalize(view, pool.give, buffer)
     return torch.from_numpy(view).view(shape)
+
+
+def _row_major_strides(shape):
+    strides, step = [], 1
+    for size in reversed(shape):
+        strides.append(step)
+        step *= max(size, 1)
+    return tuple(reversed(strides))
+
+
+def empty_like(t: torch.Tensor) -> torch.Tensor:
+    """torch.empty_like(t); from the pool where large and row-major
+    (empty_like keeps any other dense layout, and the strides of size-1 dims
+    as they are)."""
+    if t.numel() * t.element_size() >= MIN_BYTES and t.stride() == _row_major_strides(t.shape):
+        return empty(t.shape, t.dtype)
+    return torch.empty_like(t)
 
 
 def empty_cache() -> None:
