@@ -15,6 +15,33 @@
 #include "cpu_shared/output_allocator.h"
 #include "schemas.h"
 
+// The optimizer ops take lists of tensors (at::TensorList, a view that owns
+// nothing): the caster holds the unpacked tensors for the call's duration.
+namespace pybind11::detail {
+template <>
+struct type_caster<at::TensorList> {
+  PYBIND11_TYPE_CASTER(at::TensorList, _("list[torch.Tensor]"));
+  bool load(handle src, bool) {
+    if (!PySequence_Check(src.ptr()) || PyUnicode_Check(src.ptr())) return false;
+    const auto seq = reinterpret_borrow<sequence>(src);
+    held_.clear();
+    held_.reserve(seq.size());
+    for (const auto item : seq) {
+      if (!THPVariable_Check(item.ptr())) return false;
+      held_.push_back(THPVariable_Unpack(item.ptr()));
+    }
+    value = held_;
+    return true;
+  }
+  static handle cast(at::TensorList, return_value_policy, handle) {
+    throw cast_error("fastact: a tensor list is only ever an argument");
+  }
+
+ private:
+  std::vector<at::Tensor> held_;
+};
+}  // namespace pybind11::detail
+
 // `import fastact._C` loads this library, whose static initializers register
 // the ops below. It also binds each op for eager calls from Python: a
 // torch.ops call is boxed (arguments parsed against the schema into a stack,

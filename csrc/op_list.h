@@ -125,3 +125,30 @@ FASTACT_OP(linear_act,
            (const at::Tensor& input, const at::Tensor& weight, const std::optional<at::Tensor>& bias,
             c10::string_view activation, double negative_slope),
            (input, weight, bias, activation, negative_slope))
+
+// ---- optimizer (private: fastact.optim's steps) -----------------------------
+// One call updates every parameter of a param group, with torch's default
+// (single-tensor) implementation's per-element formulas, in its order and
+// with its roundings, so results equal torch.optim's (optimizer.h). The
+// lists are parallel; momentum_buffers is empty when momentum is 0, and
+// fresh_buffers says they were just allocated (the first step: buf = grad).
+FASTACT_OP(_sgd_step_,
+           "_sgd_step_(Tensor(a!)[] params, Tensor[] grads, Tensor(b!)[] momentum_buffers, float lr, "
+           "float weight_decay, float momentum, float dampening, bool nesterov, bool maximize, "
+           "bool fresh_buffers) -> ()",
+           void,
+           (at::TensorList params, at::TensorList grads, at::TensorList momentum_buffers, double lr,
+            double weight_decay, double momentum, double dampening, bool nesterov, bool maximize, bool fresh_buffers),
+           (params, grads, momentum_buffers, lr, weight_decay, momentum, dampening, nesterov, maximize, fresh_buffers))
+// Adam (AdamW: decoupled_weight_decay). max_exp_avg_sqs is empty unless
+// amsgrad; state_steps are the 0-d step counts, incremented here.
+FASTACT_OP(_adam_step_,
+           "_adam_step_(Tensor(a!)[] params, Tensor[] grads, Tensor(b!)[] exp_avgs, Tensor(c!)[] exp_avg_sqs, "
+           "Tensor(d!)[] max_exp_avg_sqs, Tensor(e!)[] state_steps, float lr, float beta1, float beta2, "
+           "float weight_decay, float eps, bool amsgrad, bool maximize, bool decoupled_weight_decay) -> ()",
+           void,
+           (at::TensorList params, at::TensorList grads, at::TensorList exp_avgs, at::TensorList exp_avg_sqs,
+            at::TensorList max_exp_avg_sqs, at::TensorList state_steps, double lr, double beta1, double beta2,
+            double weight_decay, double eps, bool amsgrad, bool maximize, bool decoupled_weight_decay),
+           (params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, state_steps, lr, beta1, beta2, weight_decay, eps,
+            amsgrad, maximize, decoupled_weight_decay))

@@ -4,12 +4,12 @@
     model = fastact.swap(model)        # or use fastact.ReLU, fastact.Softmax, ...
 
 Layers, each importing only from those below it: this package's public API
-(functional, modules, surgery) -> _backends (which backend runs the ops:
+(functional, modules, optim, surgery) -> _backends (which backend runs the ops:
 cpp, numba, and the fake kernels) -> _checks and _spec (argument checks and
 messages; the op list and constants). The apps (`fastact train`, `fastact
 bench`) live beside the library, in fastact_apps.
 """
-from fastact import functional
+from fastact import functional, optim
 from fastact._backends import BackendInfo, backend, empty_cache, set_backend
 from fastact.modules import (GELU, SELU, BCEWithLogitsLoss, CrossEntropyLoss, Fused, FusedLinear, LeakyReLU, LogSoftmax,
                              ReLU, Sigmoid, Softmax, Tanh)
@@ -22,6 +22,6 @@ from fastact.functional import (  # noqa: E402
 
 __version__ = "0.1.0"
 __all__ = ["ReLU", "LeakyReLU", "Sigmoid", "Tanh", "GELU", "SELU", "Softmax", "LogSoftmax", "CrossEntropyLoss",
-           "BCEWithLogitsLoss", "FusedLinear", "Fused", "functional", "swap", "fuse", "summary", "backend", "set_backend",
+           "BCEWithLogitsLoss", "FusedLinear", "Fused", "functional", "optim", "swap", "fuse", "summary", "backend", "set_backend",
            "BackendInfo", "empty_cache", "relu", "relu_", "sigmoid", "tanh", "selu", "selu_", "softmax",
            "log_softmax"]

@@ -79,6 +79,10 @@ REDUCTION_NONE, REDUCTION_MEAN, REDUCTION_SUM = 0, 1, 2
 SELU_ALPHA = 1.6732632423543772848170429916717
 SELU_SCALE = 1.0507009873554804934193349852946
 
-# The ops of the C++ library that are not part of the API above: the build's
-# description, the CPU output cache, a test probe, the fused losses' backward.
-PRIVATE_OPS = ("_build_info", "_empty_cache", "_cached_bytes", "_vec_exp", "_scale_grad_")
+# The ops of csrc/op_list.h that are not part of the API above (C++ only:
+# the Numba backend does without them): the fused losses' backward, and
+# fastact.optim's steps (fastact/optim.py calls them).
+LISTED_PRIVATE_OPS = ("_scale_grad_", "_sgd_step_", "_adam_step_")
+# Every op of the C++ library outside the API: those, the build's
+# description, the CPU output cache and a test probe.
+PRIVATE_OPS = ("_build_info", "_empty_cache", "_cached_bytes", "_vec_exp") + LISTED_PRIVATE_OPS

@@ -1,0 +1,173 @@
+"""torch.optim's SGD, Adam and AdamW, each param group stepped in one C++ call.
+
+    optimizer = fastact.optim.Adam(model.parameters(), lr=0.01)
+
+Each class subclasses torch's, so the constructor, param groups, state,
+state_dict (interchangeable with torch's: load either into the other),
+hooks, closures and LR schedulers are torch's own. Only step() differs:
+torch's default implementation runs a Python loop of about ten tensor ops
+per parameter; here one call (torch.ops.fastact._sgd_step_ /
+_adam_step_) updates every parameter of a group, with torch's per-element
+formulas in torch's order and roundings, so parameters and state equal
+torch's default implementation's bit for bit, step after step
+(tests/test_optim.py checks with torch.equal).
+
+What runs torch's own implementation instead, for that param group only:
+differentiable=True, capturable=True, fused=True (torch's fused kernels,
+with GradScaler's grad_scale/found_inf), a tensor lr, betas or weight
+decay, sparse gradients (SGD; Adam refuses them with torch's error), and
+every group on the Numba backend (fastact.optim is then torch.optim, foreach= included).
+On the C++ backend foreach= is accepted and changes nothing: the one call
+replaces both of torch's loops. Parameters of other dtypes,
+layouts or devices (half, complex, non-contiguous, CUDA) go through the
+same call, op by op in ATen, with the same results as torch's default
+loop.
+
+zero_grad() and step() skip torch's profiler annotation (a
+record_function costs about 8 us, more than a tutorial model's whole
+update) unless a profiler is running; step hooks run as torch runs them.
+"""
+import functools
+
+import torch
+from torch.optim.optimizer import _global_optimizer_post_hooks, _global_optimizer_pre_hooks
+
+from fastact import _backends
+
+__all__ = ["SGD", "Adam", "AdamW"]
+
+
+def _op(name: str):
+    """The C++ step op, or None where it is not available (the Numba backend)."""
+    if _backends.current != "cpp":
+        return None
+    return getattr(_backends.cpp._C, name)
+
+
+def _with_hooks(step):
+    """In place of torch's Optimizer.profile_hook_step: the step hooks and
+    the profiler's record_function, only when there are hooks or a profiler
+    (Optimizer.__init__ leaves a step marked `hooked` alone)."""
+    annotated = torch.optim.Optimizer.profile_hook_step(step)
+
+    @functools.wraps(step)
+    def wrapper(self, *args, **kwargs):
+        if (_global_optimizer_pre_hooks or _global_optimizer_post_hooks or self._optimizer_step_pre_hooks
+                or self._optimizer_step_post_hooks or torch.autograd._profiler_enabled()):
+            return annotated(self, *args, **kwargs)
+        return step(self, *args, **kwargs)
+
+    wrapper.hooked = True
+    return wrapper
+
+
+def _scalar(*values) -> bool:
+    return not any(isinstance(v, torch.Tensor) for v in values)
+
+
+class _OneCallStep:
+    """What fastact's optimizers share: torch's step for the groups the C++
+    call does not take, and a zero_grad without the profiler annotation."""
+
+    _torch_class: type  # the torch optimizer this one subclasses
+
+    def _torch_step(self, groups) -> None:
+        """torch's own step() over `groups` only (hooks and closure already done)."""
+        step = self._torch_class.step
+        if getattr(step, "hooked", False):  # Optimizer.__init__ wrapped it for a torch instance
+            step = step.__wrapped__
+        all_groups = self.param_groups
+        self.param_groups = groups
+        try:
+            step(self)
+        finally:
+            self.param_groups = all_groups
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        if not set_to_none or torch.autograd._profiler_enabled():
+            return super().zero_grad(set_to_none)
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is not None:
+                    p.grad = None
+
+    zero_grad.__doc__ = torch.optim.Optimizer.zero_grad.__doc__
+
+
+class SGD(_OneCallStep, torch.optim.SGD):
+    __doc__ = torch.optim.SGD.__doc__
+    _torch_class = torch.optim.SGD
+
+    @_with_hooks
+    def step(self, closure=None):
+        """Perform a single optimization step (torch.optim.SGD.step, one C++ call per param group)."""
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        op = _op("_sgd_step_")
+        elsewhere = []
+        for group in self.param_groups:
+            if (op is None or group["differentiable"] or group["fused"]
+                    or not _scalar(group["lr"], group["weight_decay"])):
+                elsewhere.append(group)
+                continue
+            params, grads, buffers = [], [], []
+            if self._init_group(group, params, grads, buffers):  # sparse gradients: torch's own path
+                elsewhere.append(group)
+                continue
+            settings = (group["lr"], group["weight_decay"], group["momentum"], group["dampening"],
+                        group["nesterov"], group["maximize"])
+            if group["momentum"] == 0 or all(b is not None for b in buffers):
+                op(params, grads, buffers, *settings, False)
+                continue
+            # The first step of some parameters: buf = grad, as torch's clone.
+            fresh = [i for i, b in enumerate(buffers) if b is None]
+            kept = [i for i, b in enumerate(buffers) if b is not None]
+            for i in fresh:
+                buffers[i] = torch.empty_like(grads[i])
+                self.state[params[i]]["momentum_buffer"] = buffers[i]
+            for indices, is_fresh in ((fresh, True), (kept, False)):
+                if indices:
+                    op([params[i] for i in indices], [grads[i] for i in indices], [buffers[i] for i in indices],
+                       *settings, is_fresh)
+        if elsewhere:
+            self._torch_step(elsewhere)
+        return loss
+
+
+class _AdamStep(_OneCallStep):
+    @_with_hooks
+    def step(self, closure=None):
+        """Perform a single optimization step (torch's Adam/AdamW step, one C++ call per param group)."""
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        op = _op("_adam_step_")
+        elsewhere = []
+        for group in self.param_groups:
+            beta1, beta2 = group["betas"]
+            if (op is None or group["differentiable"] or group["fused"] or group["capturable"]
+                    or not _scalar(group["lr"], beta1, beta2, group["weight_decay"])):
+                elsewhere.append(group)
+                continue
+            params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps = [], [], [], [], [], []
+            # torch's own: creates the state on a parameter's first step, refuses sparse gradients
+            self._init_group(group, params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps)
+            op(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps, group["lr"], beta1, beta2,
+               group["weight_decay"], group["eps"], group["amsgrad"], group["maximize"],
+               group["decoupled_weight_decay"])
+        if elsewhere:
+            self._torch_step(elsewhere)
+        return loss
+
+
+class Adam(_AdamStep, torch.optim.Adam):
+    __doc__ = torch.optim.Adam.__doc__
+    _torch_class = torch.optim.Adam
+
+
+class AdamW(_AdamStep, torch.optim.AdamW):
+    __doc__ = torch.optim.AdamW.__doc__
+    _torch_class = torch.optim.AdamW
