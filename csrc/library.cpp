@@ -15,31 +15,74 @@
 #include "cpu_shared/output_allocator.h"
 #include "schemas.h"
 
-// The optimizer ops take lists of tensors (at::TensorList, a view that owns
-// nothing): the caster holds the unpacked tensors for the call's duration.
+// Casters for the list arguments of the private ops (the optimizer steps,
+// the layer chain): at::TensorList and at::ArrayRef<double> are views that
+// own nothing, so the caster holds the converted values for the call's
+// duration; a Tensor?[] is a c10::List of optionals (None: no tensor).
 namespace pybind11::detail {
-template <>
-struct type_caster<at::TensorList> {
-  PYBIND11_TYPE_CASTER(at::TensorList, _("list[torch.Tensor]"));
-  bool load(handle src, bool) {
-    if (!PySequence_Check(src.ptr()) || PyUnicode_Check(src.ptr())) return false;
-    const auto seq = reinterpret_borrow<sequence>(src);
-    held_.clear();
-    held_.reserve(seq.size());
-    for (const auto item : seq) {
+
+template <typename T>
+bool load_sequence(handle src, bool convert, std::vector<T>& out) {
+  if (!PySequence_Check(src.ptr()) || PyUnicode_Check(src.ptr())) return false;
+  const auto seq = reinterpret_borrow<sequence>(src);
+  out.clear();
+  out.reserve(seq.size());
+  for (const auto item : seq) {
+    if constexpr (std::is_same_v<T, at::Tensor>) {
       if (!THPVariable_Check(item.ptr())) return false;
-      held_.push_back(THPVariable_Unpack(item.ptr()));
+      out.push_back(THPVariable_Unpack(item.ptr()));
+    } else if constexpr (std::is_same_v<T, std::optional<at::Tensor>>) {
+      if (item.is_none()) {
+        out.emplace_back();
+      } else if (THPVariable_Check(item.ptr())) {
+        out.emplace_back(THPVariable_Unpack(item.ptr()));
+      } else {
+        return false;
+      }
+    } else {
+      make_caster<T> element;
+      if (!element.load(item, convert)) return false;
+      out.push_back(cast_op<T>(element));
     }
+  }
+  return true;
+}
+
+template <typename T>
+struct array_ref_caster {
+  PYBIND11_TYPE_CASTER(c10::ArrayRef<T>, _("list"));
+  bool load(handle src, bool convert) {
+    if (!load_sequence(src, convert, held_)) return false;
     value = held_;
     return true;
   }
-  static handle cast(at::TensorList, return_value_policy, handle) {
-    throw cast_error("fastact: a tensor list is only ever an argument");
+  static handle cast(c10::ArrayRef<T>, return_value_policy, handle) {
+    throw cast_error("fastact: a list view is only ever an argument");
   }
 
  private:
-  std::vector<at::Tensor> held_;
+  std::vector<T> held_;
 };
+
+template <>
+struct type_caster<at::TensorList> : array_ref_caster<at::Tensor> {};
+template <>
+struct type_caster<at::ArrayRef<double>> : array_ref_caster<double> {};
+
+template <>
+struct type_caster<c10::List<std::optional<at::Tensor>>> {
+  PYBIND11_TYPE_CASTER(c10::List<std::optional<at::Tensor>>, _("list[torch.Tensor | None]"));
+  bool load(handle src, bool convert) {
+    std::vector<std::optional<at::Tensor>> items;
+    if (!load_sequence(src, convert, items)) return false;
+    value = c10::List<std::optional<at::Tensor>>(items);
+    return true;
+  }
+  static handle cast(const c10::List<std::optional<at::Tensor>>&, return_value_policy, handle) {
+    throw cast_error("fastact: a list of optional tensors is only ever an argument");
+  }
+};
+
 }  // namespace pybind11::detail
 
 // `import fastact._C` loads this library, whose static initializers register

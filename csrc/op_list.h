@@ -152,3 +152,30 @@ FASTACT_OP(_adam_step_,
             double weight_decay, double eps, bool amsgrad, bool maximize, bool decoupled_weight_decay),
            (params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, state_steps, lr, beta1, beta2, weight_decay, eps,
             amsgrad, maximize, decoupled_weight_decay))
+
+// ---- linear_chain (private: fastact.fuse's chains of layers) ---------------
+// A run of Linear + activation layers as one op: layer l computes
+// y_l = act_l(y_{l-1} W_l^T + b_l) from y_0 = input, act_l given by its code
+// in linear_act.h (the order of _spec.LINEAR_ACTIVATIONS) and leaky_relu's
+// slope (>= 0). Returns every y_l (the autograd node keeps them: each is the
+// next layer's input and its own activation's derivative). Layers with
+// both feature sizes up to 64 run fastact's own small matmul on CPU (float,
+// double); the others torch's (addmm, as linear_act).
+FASTACT_OP(_linear_chain,
+           "_linear_chain(Tensor input, Tensor[] weights, Tensor?[] biases, int[] activations, "
+           "float[] negative_slopes) -> Tensor[]",
+           std::vector<at::Tensor>,
+           (const at::Tensor& input, at::TensorList weights, const c10::List<std::optional<at::Tensor>>& biases,
+            at::IntArrayRef activations, at::ArrayRef<double> negative_slopes),
+           (input, weights, biases, activations, negative_slopes))
+// Its backward, one call for the whole chain: grad_output is d loss / d y_L,
+// outputs the forward's; needs[0] asks for the input's gradient, needs[2l+1]
+// and needs[2l+2] for layer l's weight and bias. Returns [d input, d W_1,
+// d b_1, ...], an empty tensor where not asked.
+FASTACT_OP(_linear_chain_backward,
+           "_linear_chain_backward(Tensor grad_output, Tensor input, Tensor[] outputs, Tensor[] weights, "
+           "int[] activations, float[] negative_slopes, int[] needs) -> Tensor[]",
+           std::vector<at::Tensor>,
+           (const at::Tensor& grad_output, const at::Tensor& input, at::TensorList outputs, at::TensorList weights,
+            at::IntArrayRef activations, at::ArrayRef<double> negative_slopes, at::IntArrayRef needs),
+           (grad_output, input, outputs, weights, activations, negative_slopes, needs))

@@ -11,8 +11,8 @@ bench`) live beside the library, in fastact_apps.
 """
 from fastact import functional, optim
 from fastact._backends import BackendInfo, backend, empty_cache, set_backend
-from fastact.modules import (GELU, SELU, BCEWithLogitsLoss, CrossEntropyLoss, Fused, FusedLinear, LeakyReLU, LogSoftmax,
-                             ReLU, Sigmoid, Softmax, Tanh)
+from fastact.modules import (GELU, SELU, BCEWithLogitsLoss, Chained, CrossEntropyLoss, Fused, FusedLinear, LeakyReLU,
+                             LinearChain, LogSoftmax, ReLU, Sigmoid, Softmax, Tanh)
 from fastact.surgery import fuse, summary, swap
 
 # The torch-namespace forms (torch.relu, torch.sigmoid, torch.softmax, ...).
@@ -22,6 +22,6 @@ from fastact.functional import (  # noqa: E402
 
 __version__ = "0.1.0"
 __all__ = ["ReLU", "LeakyReLU", "Sigmoid", "Tanh", "GELU", "SELU", "Softmax", "LogSoftmax", "CrossEntropyLoss",
-           "BCEWithLogitsLoss", "FusedLinear", "Fused", "functional", "optim", "swap", "fuse", "summary", "backend", "set_backend",
+           "BCEWithLogitsLoss", "FusedLinear", "LinearChain", "Chained", "Fused", "functional", "optim", "swap", "fuse", "summary", "backend", "set_backend",
            "BackendInfo", "empty_cache", "relu", "relu_", "sigmoid", "tanh", "selu", "selu_", "softmax",
            "log_softmax"]

@@ -68,6 +68,12 @@ def check_linear_activation(activation: str) -> None:
         raise ValueError(f"fastact.linear: activation must be one of {_spec.LINEAR_ACTIVATIONS}, got {activation!r}")
 
 
+def linear_activation_code(activation: str) -> int:
+    """The code fastact's chain op takes for an activation (csrc/linear_act.h's enum)."""
+    check_linear_activation(activation)
+    return _spec.LINEAR_ACTIVATIONS.index(activation)
+
+
 def check_index_target(input: torch.Tensor, target: torch.Tensor) -> None:
     """cross_entropy's class-index target against its input: torch's checks
     and messages (nll_loss_nd, nll_loss)."""

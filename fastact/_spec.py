@@ -81,8 +81,9 @@ SELU_SCALE = 1.0507009873554804934193349852946
 
 # The ops of csrc/op_list.h that are not part of the API above (C++ only:
 # the Numba backend does without them): the fused losses' backward, and
-# fastact.optim's steps (fastact/optim.py calls them).
-LISTED_PRIVATE_OPS = ("_scale_grad_", "_sgd_step_", "_adam_step_")
+# fastact.optim's steps (fastact/optim.py calls them), fastact.fuse's chains of
+# layers (modules.FusedLinear).
+LISTED_PRIVATE_OPS = ("_scale_grad_", "_sgd_step_", "_adam_step_", "_linear_chain", "_linear_chain_backward")
 # Every op of the C++ library outside the API: those, the build's
 # description, the CPU output cache and a test probe.
 PRIVATE_OPS = ("_build_info", "_empty_cache", "_cached_bytes", "_vec_exp") + LISTED_PRIVATE_OPS

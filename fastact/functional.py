@@ -16,7 +16,7 @@ on the Numba backend) with its own autograd; backward saves the output
 wherever the derivative allows.
 """
 import warnings
-from typing import Optional
+from typing import Optional, Sequence
 
 import torch
 from torch import Tensor
@@ -299,6 +299,34 @@ def fused_linear(input: Tensor, weight: Tensor, bias: Optional[Tensor] = None, a
                                      activation=activation, negative_slope=negative_slope)
     _checks.check_linear_activation(activation)
     return _ops().linear_act(input, weight, bias, activation, float(negative_slope))
+
+
+def fused_linear_chain(input: Tensor, weights: Sequence[Tensor], biases: Sequence[Optional[Tensor]],
+                       activations: Sequence[str], negative_slopes: Sequence[float]) -> Tensor:
+    r"""fused_linear_chain(input, weights, biases, activations, negative_slopes) -> Tensor
+
+    A run of layers as one op and one autograd node: from x_0 = input,
+    x_l = activation_l(x_{l-1} @ weights[l]^T + biases[l]) (a bias may be
+    None; activations as fused_linear's, leaky_relu with a slope >= 0);
+    returns the last x_l. Its backward is one call for every layer's
+    gradients. On CPU, layers whose feature sizes are both at most 64 (float,
+    double) use fastact's own matmul: values and gradients within float
+    rounding of torch's (not bit-identical: another summation order), where
+    MKL's per-call cost would dominate; other layers are torch's arithmetic,
+    bit for bit. Double backward is refused (fused_linear layer by layer
+    supports it). On the Numba backend: fused_linear layer by layer.
+    Not in torch.nn.functional: fastact.fuse puts it in models."""
+    if has_torch_function_variadic(input, *weights, *[b for b in biases if b is not None]):
+        return handle_torch_function(fused_linear_chain, (input, *weights), input, weights, biases, activations,
+                                     negative_slopes)
+    if _backends.current != "cpp":
+        for w, b, act, slope in zip(weights, biases, activations, negative_slopes, strict=True):
+            input = fused_linear(input, w, b, act, slope)
+        return input
+    codes = [_checks.linear_activation_code(a) for a in activations]
+    slopes = [float(s) for s in negative_slopes]
+    chain = torch.ops.fastact._linear_chain.default if is_compiling() else _backends.cpp._C._linear_chain
+    return chain(input, list(weights), list(biases), codes, slopes)[-1]
 
 
 def linear(input: Tensor, weight: Tensor, bias: Optional[Tensor] = None) -> Tensor:

@@ -7,7 +7,7 @@ from fastact import functional as F
 from fastact._checks import check_linear_activation
 
 __all__ = ["ReLU", "LeakyReLU", "Sigmoid", "Tanh", "GELU", "SELU", "Softmax", "LogSoftmax", "CrossEntropyLoss",
-           "BCEWithLogitsLoss", "FusedLinear", "Fused"]
+           "BCEWithLogitsLoss", "FusedLinear", "LinearChain", "Chained", "Fused"]
 
 
 def clone_as(module: nn.Module, cls: type) -> nn.Module:
@@ -124,6 +124,42 @@ class FusedLinear(nn.Linear):
     def extra_repr(self) -> str:
         act = self.activation + (f"({self.negative_slope})" if self.activation == "leaky_relu" else "")
         return f"{super().extra_repr()}, activation={act}"
+
+
+class LinearChain(FusedLinear):
+    r"""The first layer of a run of FusedLinear layers that fastact.fuse
+    chained: its forward applies the whole run (itself, then `rest`) as one
+    op and one autograd node (fastact.functional.fused_linear_chain). The
+    other layers of the run stay in their places as Chained, owning their
+    Parameters, so parameters and state_dict keys are those of the model
+    before fusing."""
+
+    rest: tuple = ()
+
+    @classmethod
+    def from_layers(cls, layers) -> "LinearChain":
+        head = clone_as(layers[0], cls)
+        head.__dict__["rest"] = tuple(layers[1:])  # not submodules: each stays in its own place
+        return head
+
+    def forward(self, input: Tensor) -> Tensor:
+        layers = (self,) + self.rest
+        return F.fused_linear_chain(input, [m.weight for m in layers], [m.bias for m in layers],
+                                    [m.activation for m in layers], [m.negative_slope for m in layers])
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, applies the next {len(self.rest)} Linear layer(s) too"
+
+
+class Chained(FusedLinear):
+    r"""A layer of a chain (see LinearChain) in its place: the chain's first
+    layer applies it, so its forward passes its input through."""
+
+    def forward(self, input: Tensor) -> Tensor:
+        return input
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, applied by the preceding LinearChain"
 
 
 class Fused(nn.Identity):

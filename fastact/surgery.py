@@ -67,13 +67,23 @@ def _has_hooks(module: nn.Module) -> bool:
         "_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks"))
 
 
-def fuse(model: nn.Module) -> nn.Module:
+def fuse(model: nn.Module, chain: bool = True) -> nn.Module:
     """fastact.swap(model), then inside every nn.Sequential (exact type: a
     subclass may have its own forward) replace each nn.Linear followed by
     ReLU, LeakyReLU, Sigmoid or Tanh with one FusedLinear applying both, and
     the activation with a Fused placeholder; a Linear followed by anything
     else becomes a FusedLinear without activation (one autograd node instead
-    of three). Values and gradients stay bit-identical to the unfused model.
+    of three). Layer by layer (chain=False), values and gradients stay
+    bit-identical to the unfused model.
+
+    chain=True (the default) goes further: each run of two or more such
+    layers in a row becomes one op and one autograd node (LinearChain, with
+    the run's other layers left in place as Chained), whose backward computes
+    every layer's gradients in one call; small layers (feature sizes up to
+    64, float and double, CPU) then use fastact's own matmul, within float
+    rounding of torch's (fastact.functional.fused_linear_chain). Not chained:
+    a leaky_relu with a negative slope, and a layer that appears more than
+    once in the model. A chain refuses double backward; chain=False supports it.
 
     Parameters stay the same nn.Parameter objects, so an optimizer built
     before fuse keeps working, and state_dict keys do not change. Layers with
@@ -104,7 +114,39 @@ def fuse(model: nn.Module) -> nn.Module:
                 parent._modules[names[i + 1]] = modules.Fused(act[0])
     if type(model) is nn.Linear and not _has_hooks(model):
         return fused(model, "none", 0.01)
+    if chain:
+        _chain_runs(model)
     return model
+
+
+def _chain_runs(model: nn.Module) -> None:
+    """Each run of two or more FusedLinear layers in an nn.Sequential, with
+    only Fused placeholders between them and each one's output the next one's
+    input, becomes a LinearChain and Chained layers."""
+    uses: Dict[int, int] = {}
+    for m in model.modules(remove_duplicate=False):
+        uses[id(m)] = uses.get(id(m), 0) + 1
+
+    def chainable(m) -> bool:
+        return (type(m) is modules.FusedLinear and uses[id(m)] == 1
+                and not (m.activation == "leaky_relu" and m.negative_slope < 0))
+
+    for parent in list(model.modules()):
+        if type(parent) is not nn.Sequential:
+            continue
+        run: list = []  # (name, layer) of the current run
+        for name, layer in list(parent._modules.items()) + [(None, None)]:
+            if isinstance(layer, modules.Fused) and run:
+                continue
+            if layer is not None and chainable(layer) and (not run or run[-1][1].out_features == layer.in_features):
+                run.append((name, layer))
+                continue
+            if len(run) >= 2:
+                chained = [modules.clone_as(m, modules.Chained) for _, m in run[1:]]
+                for (n, _), c in zip(run[1:], chained):
+                    parent._modules[n] = c
+                parent._modules[run[0][0]] = modules.LinearChain.from_layers([run[0][1]] + chained)
+            run = [(name, layer)] if layer is not None and chainable(layer) else []
 
 
 def summary(model: nn.Module) -> str:

@@ -147,8 +147,12 @@ def test_summary_says_what_swap_and_fuse_did():
     assert "1: torch ReLU, not swapped" in before
     fastact.fuse(model)
     after = fastact.summary(model)
-    assert "0: fastact.FusedLinear (in_features=2, out_features=3, bias=True, activation=relu)" in after
+    assert ("0: fastact.LinearChain (in_features=2, out_features=3, bias=True, activation=relu, applies the next 1 "
+            "Linear layer(s) too)") in after
     assert "1: fastact.Fused (relu, applied by the preceding FusedLinear)" in after
+    assert "2: fastact.Chained (in_features=3, out_features=2, bias=True, activation=none, applied by" in after
+    layered = fastact.summary(fastact.fuse(nn.Sequential(nn.Linear(2, 3), nn.ReLU(), nn.Linear(3, 2)), chain=False))
+    assert "0: fastact.FusedLinear (in_features=2, out_features=3, bias=True, activation=relu)" in layered
     assert "3: MyReLU, a subclass of nn.ReLU: left to torch" in after
     assert "(the model itself)" in fastact.summary(fastact.swap(nn.Softmax(dim=1)))
 

@@ -15,7 +15,8 @@
 // tests/test_layout.py checks this list against the files. X(arg, family),
 // so a caller can pass its capability.
 #define FASTACT_CPU_KERNEL_FAMILIES(X, arg) \
-  X(arg, activation) X(arg, softmax) X(arg, cross_entropy) X(arg, binary_cross_entropy) X(arg, optimizer)
+  X(arg, activation) X(arg, softmax) X(arg, cross_entropy) X(arg, binary_cross_entropy) X(arg, optimizer) \
+  X(arg, linear_chain)
 
 // Capabilities from the least to the most demanding.
 #define FASTACT_CPU_CAPABILITIES(X) X(DEFAULT) X(AVX2) X(AVX512)

@@ -8,7 +8,8 @@ The pointwise ops (in place too) and their backward ops are elementwise:
 the batch dim is one more dim. softmax and its backward move the batch dim first and shift
 the reduced dim. linear_act is the op on a batched input, or torch's matmul
 with the activation op where the weights are batched too (model ensembles).
-The fused losses keep torch's fallback: their reductions would have to be
+The C++ layer chain runs layer by layer through linear_act's rule. The
+fused losses keep torch's fallback: their reductions would have to be
 taken per sample, and the loop is exact."""
 import torch
 
@@ -87,19 +88,35 @@ def register(namespace: str) -> None:
     linear_act = ops.linear_act.default
     activations = {"relu": ops.relu.default, "sigmoid": ops.sigmoid.default, "tanh": ops.tanh.default}
 
-    @rule("linear_act")
-    def _(info, in_dims, input, weight, bias=None, activation="none", negative_slope=0.01):
-        x_dim, w_dim = in_dims[0], in_dims[1]
-        b_dim = in_dims[2] if len(in_dims) > 2 else None
+    def batched_linear(batch_size, input, x_dim, weight, w_dim, bias, b_dim, activation, negative_slope):
         if w_dim is None and b_dim is None:  # a batch of inputs through one layer: one call
-            return linear_act(input.movedim(x_dim, 0), weight, bias, activation, negative_slope), 0
+            return linear_act(input.movedim(x_dim, 0), weight, bias, activation, negative_slope)
         # a batch of layers: torch's batched matmul, then the activation op
-        x = _batch_first(input, x_dim, info.batch_size)
-        w = _batch_first(weight, w_dim, info.batch_size)
-        out = torch.matmul(x.reshape(info.batch_size, -1, x.size(-1)), w.transpose(-1, -2))
+        x = _batch_first(input, x_dim, batch_size)
+        w = _batch_first(weight, w_dim, batch_size)
+        out = torch.matmul(x.reshape(batch_size, -1, x.size(-1)), w.transpose(-1, -2))
         if bias is not None:
-            out = out + _batch_first(bias, b_dim, info.batch_size).unsqueeze(1)
+            out = out + _batch_first(bias, b_dim, batch_size).unsqueeze(1)
         out = out.reshape(*x.shape[:-1], w.size(-2))
         if activation == "leaky_relu":
-            return ops.leaky_relu.default(out, negative_slope), 0
-        return (activations[activation](out) if activation != "none" else out), 0
+            return ops.leaky_relu.default(out, negative_slope)
+        return activations[activation](out) if activation != "none" else out
+
+    @rule("linear_act")
+    def _(info, in_dims, input, weight, bias=None, activation="none", negative_slope=0.01):
+        b_dim = in_dims[2] if len(in_dims) > 2 else None
+        return batched_linear(info.batch_size, input, in_dims[0], weight, in_dims[1], bias, b_dim, activation,
+                              negative_slope), 0
+
+    if namespace == "fastact":  # the layer chain is the C++ library's alone
+        @rule("_linear_chain")
+        def _(info, in_dims, input, weights, biases, codes, negative_slopes):
+            # layer by layer, as linear_act's rule batches each layer
+            x, x_dim, outputs = input, in_dims[0], []
+            w_dims, b_dims = in_dims[1] or [None] * len(weights), in_dims[2] or [None] * len(biases)
+            for w, w_dim, b, b_dim, code, slope in zip(weights, w_dims, biases, b_dims, codes, negative_slopes):
+                x = batched_linear(info.batch_size, x, x_dim, w, w_dim, b, b_dim, _spec.LINEAR_ACTIVATIONS[code],
+                                   slope)
+                x_dim = 0
+                outputs.append(x)
+            return outputs, [0] * len(outputs)

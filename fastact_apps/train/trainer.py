@@ -74,7 +74,7 @@ class Trainer:
         self.model = model
         self.kind = kind  # "torch", "fastact" or "compiled"
         self.criterion = fastact.swap(tutorial.loss()) if kind == "fastact" else tutorial.loss()
-        self.optimizer = tutorial.make_optimizer(list(model.parameters()), optimizer_impl)
+        self.optimizer = tutorial.make_optimizer(list(model.parameters()), optimizer_impl, ours=kind == "fastact")
         self.losses: List[torch.Tensor] = []
         self.step_seconds: List[float] = []
         self.device = next(model.parameters()).device

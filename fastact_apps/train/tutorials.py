@@ -6,6 +6,8 @@ from typing import Callable, Dict, List, Optional, Tuple
 import torch
 from torch import nn
 
+import fastact
+
 from fastact_apps.train.datasets import Data, blobs, circles, regression, spiral, two_class_clusters
 
 
@@ -19,8 +21,12 @@ class Tutorial:
     batch: Optional[int] = None  # None: full batch
     source: str = ""
 
-    def make_optimizer(self, params, impl: str) -> torch.optim.Optimizer:
+    def make_optimizer(self, params, impl: str, ours: bool = False) -> torch.optim.Optimizer:
+        """The notebook's optimizer with torch's implementation `impl`; ours:
+        fastact.optim's class of the same name (one C++ call per step)."""
         cls, kwargs = self.optimizer
+        if ours:
+            cls = getattr(fastact.optim, cls.__name__)
         extra = {"default": {}, "foreach": {"foreach": True}, "fused": {"fused": True}}[impl]
         return cls(params, **kwargs, **extra)
 

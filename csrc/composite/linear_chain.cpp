@@ -1,0 +1,169 @@
+// The layer chain's drivers (linear_chain.h) and its kernels for every device
+// but CPU (CompositeExplicitAutograd: CUDA, and Meta, so torch.compile traces
+// it): each layer with torch's own arithmetic, so values and gradients are
+// those of the unfused nn.Linear + activation layers.
+#include "linear_chain.h"
+#include "op_handles.h"
+
+#include <ATen/ops/empty.h>
+#include <ATen/ops/mm.h>
+#include <ATen/ops/sum.h>
+#include <torch/library.h>
+
+#include <string>
+
+namespace fastact::linear_chain {
+
+using linear_act::Activation;
+
+std::vector<Layer> check_chain(const at::Tensor& input, at::TensorList weights,
+                               const c10::List<std::optional<at::Tensor>>& biases, at::IntArrayRef activations,
+                               at::ArrayRef<double> negative_slopes) {
+  const size_t n = weights.size();
+  TORCH_CHECK(n >= 1, "fastact._linear_chain: a chain needs at least one layer");
+  TORCH_CHECK(biases.size() == n && activations.size() == n && negative_slopes.size() == n,
+              "fastact._linear_chain: expected one bias (or None), activation and slope per weight (", n,
+              " weights), got ", biases.size(), ", ", activations.size(), " and ", negative_slopes.size());
+  TORCH_CHECK(input.dim() >= 1, "fastact._linear_chain: the input must be at least 1-D");
+  std::vector<Layer> layers;
+  layers.reserve(n);
+  int64_t features = input.size(-1);
+  for (size_t l = 0; l < n; ++l) {
+    const at::Tensor& w = weights[l];
+    TORCH_CHECK(w.dim() == 2, "fastact._linear_chain: weight ", l, " must be 2-D [out_features, in_features], got ",
+                w.dim(), "-D");
+    TORCH_CHECK(w.size(1) == features, "mat1 and mat2 shapes cannot be multiplied (", features, " features and ",
+                w.size(0), "x", w.size(1), " weight of layer ", l, ")");
+    TORCH_CHECK(w.scalar_type() == input.scalar_type(), "mat1 and mat2 must have the same dtype, but got ",
+                input.scalar_type(), " and ", w.scalar_type());
+    const std::optional<at::Tensor> b = biases.get(l);
+    if (b.has_value() && b->defined()) {
+      TORCH_CHECK(b->dim() == 1 && b->size(0) == w.size(0), "fastact._linear_chain: bias ", l, " must have shape [",
+                  w.size(0), "], got ", b->sizes());
+      TORCH_CHECK(b->scalar_type() == input.scalar_type(), "fastact._linear_chain: bias ", l, " has dtype ",
+                  b->scalar_type(), ", the input ", input.scalar_type());
+    }
+    const Layer layer{linear_act::activation_from_code(activations[l]), negative_slopes[l]};
+    // The node differentiates from each layer's output: a negative slope
+    // flips the sign, and the output no longer says where the input was positive.
+    TORCH_CHECK_VALUE(layer.act != Activation::LeakyRelu || layer.slope >= 0,
+                      "fastact._linear_chain: leaky_relu needs a negative_slope >= 0 in a chain, got ", layer.slope);
+    layers.push_back(layer);
+    features = w.size(0);
+  }
+  return layers;
+}
+
+std::vector<at::Tensor> chain_forward(const at::Tensor& input, at::TensorList weights,
+                                      const c10::List<std::optional<at::Tensor>>& biases,
+                                      at::IntArrayRef activations, at::ArrayRef<double> negative_slopes,
+                                      const SmallForward& small) {
+  const std::vector<Layer> layers = check_chain(input, weights, biases, activations, negative_slopes);
+  std::vector<int64_t> shape(input.sizes().begin(), input.sizes().end() - 1);
+  shape.push_back(0);
+  at::Tensor x = input.dim() == 2 ? input : input.reshape({-1, input.size(-1)});
+  std::vector<at::Tensor> outputs;
+  outputs.reserve(layers.size());
+  for (size_t l = 0; l < layers.size(); ++l) {
+    const std::optional<at::Tensor> bias_opt = biases.get(l);
+    const at::Tensor bias = bias_opt.has_value() ? *bias_opt : at::Tensor();
+    at::Tensor y = small ? small(x, weights[l], bias, layers[l]) : at::Tensor();
+    if (!y.defined()) {
+      y = ops::linear_act(x, weights[l], bias_opt, linear_act::activation_name(layers[l].act), layers[l].slope);
+    }
+    shape.back() = weights[l].size(0);
+    outputs.push_back(input.dim() == 2 ? y : y.view(shape));
+    x = y;
+  }
+  return outputs;
+}
+
+namespace {
+
+at::Tensor activation_grad(const Layer& layer, const at::Tensor& g, const at::Tensor& y) {
+  switch (layer.act) {
+    case Activation::None: return g;
+    case Activation::Relu: return ops::relu_backward(g, y);
+    case Activation::LeakyRelu: return ops::leaky_relu_backward(g, y, layer.slope);
+    case Activation::Sigmoid: return ops::sigmoid_backward(g, y);
+    case Activation::Tanh: return ops::tanh_backward(g, y);
+  }
+  return g;
+}
+
+// torch's addmm derivative, in its layouts (as the linear_act node computes it).
+LayerGrads torch_layer_backward(const at::Tensor& g, const at::Tensor& x, const at::Tensor& y,
+                                const at::Tensor& weight, const Layer& layer, LayerNeeds needs) {
+  const at::Tensor gp = activation_grad(layer, g, y);
+  LayerGrads out;
+  if (needs.weight) {
+    const bool row_major = weight.stride(1) == 1 && weight.stride(0) == weight.size(1);
+    out.weight = row_major ? gp.t().mm(x) : x.t().mm(gp).t();
+  }
+  if (needs.bias) out.bias = gp.sum(0);
+  if (needs.input) out.input = gp.mm(weight);
+  return out;
+}
+
+}  // namespace
+
+std::vector<at::Tensor> chain_backward(const at::Tensor& grad_output, const at::Tensor& input,
+                                       at::TensorList outputs, at::TensorList weights, at::IntArrayRef activations,
+                                       at::ArrayRef<double> negative_slopes, at::IntArrayRef needs,
+                                       const SmallBackward& small) {
+  const size_t n = weights.size();
+  TORCH_CHECK(outputs.size() == n && activations.size() == n && negative_slopes.size() == n &&
+                  needs.size() == 1 + 2 * n,
+              "fastact._linear_chain_backward: expected one output, activation and slope per weight and 1 + 2 x ",
+              n, " needs");
+  std::vector<at::Tensor> result(1 + 2 * n);
+  // below[l]: whether anything before layer l (its input included) needs a gradient
+  std::vector<bool> below(n + 1, needs[0] != 0);
+  for (size_t l = 1; l <= n; ++l) below[l] = below[l - 1] || needs[2 * l - 1] || needs[2 * l];
+  at::Tensor g = grad_output.reshape({-1, grad_output.size(-1)});
+  for (size_t l = n; l-- > 0;) {
+    const LayerNeeds layer_needs{below[l], needs[2 * l + 1] != 0, needs[2 * l + 2] != 0};
+    if (!layer_needs.input && !layer_needs.weight && !layer_needs.bias) break;
+    const at::Tensor& source = l == 0 ? input : outputs[l - 1];
+    const at::Tensor x = source.reshape({-1, weights[l].size(1)});
+    const at::Tensor y = outputs[l].reshape({-1, weights[l].size(0)});
+    const Layer layer{linear_act::activation_from_code(activations[l]), negative_slopes[l]};
+    LayerGrads grads;
+    if (!(small && small(g, x, y, weights[l], layer, layer_needs, grads))) {
+      grads = torch_layer_backward(g, x, y, weights[l], layer, layer_needs);
+    }
+    result[2 * l + 1] = grads.weight;
+    result[2 * l + 2] = grads.bias;
+    if (!layer_needs.input) break;
+    g = grads.input;
+  }
+  if (needs[0]) result[0] = g.view(input.sizes());
+  for (auto& t : result) {
+    if (!t.defined()) t = at::empty({0}, grad_output.options());
+  }
+  return result;
+}
+
+namespace {
+
+std::vector<at::Tensor> linear_chain(const at::Tensor& input, at::TensorList weights,
+                                     const c10::List<std::optional<at::Tensor>>& biases,
+                                     at::IntArrayRef activations, at::ArrayRef<double> negative_slopes) {
+  return chain_forward(input, weights, biases, activations, negative_slopes, nullptr);
+}
+
+std::vector<at::Tensor> linear_chain_backward(const at::Tensor& grad_output, const at::Tensor& input,
+                                              at::TensorList outputs, at::TensorList weights,
+                                              at::IntArrayRef activations, at::ArrayRef<double> negative_slopes,
+                                              at::IntArrayRef needs) {
+  return chain_backward(grad_output, input, outputs, weights, activations, negative_slopes, needs, nullptr);
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(fastact, CompositeExplicitAutograd, m) {
+  m.impl("_linear_chain", &linear_chain);
+  m.impl("_linear_chain_backward", &linear_chain_backward);
+}
+
+}  // namespace fastact::linear_chain
