@@ -313,8 +313,9 @@ def fused_linear_chain(input: Tensor, weights: Sequence[Tensor], biases: Sequenc
     double) use fastact's own matmul: values and gradients within float
     rounding of torch's (not bit-identical: another summation order), where
     MKL's per-call cost would dominate; other layers are torch's arithmetic,
-    bit for bit. Double backward is refused (fused_linear layer by layer
-    supports it). On the Numba backend: fused_linear layer by layer.
+    bit for bit. Double backward recomputes the layers' outputs with
+    autograd; forward AD and vmap run layer by layer. On the Numba backend:
+    fused_linear layer by layer.
     Not in torch.nn.functional: fastact.fuse puts it in models."""
     if has_torch_function_variadic(input, *weights, *[b for b in biases if b is not None]):
         return handle_torch_function(fused_linear_chain, (input, *weights), input, weights, biases, activations,

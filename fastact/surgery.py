@@ -76,14 +76,14 @@ def fuse(model: nn.Module, chain: bool = True) -> nn.Module:
     of three). Layer by layer (chain=False), values and gradients stay
     bit-identical to the unfused model.
 
-    chain=True (the default) goes further: each run of two or more such
-    layers in a row becomes one op and one autograd node (LinearChain, with
+    chain=True (the default) goes further: each run of such layers in a row
+    (one layer or more) becomes one op and one autograd node (LinearChain, with
     the run's other layers left in place as Chained), whose backward computes
     every layer's gradients in one call; small layers (feature sizes up to
     64, float and double, CPU) then use fastact's own matmul, within float
     rounding of torch's (fastact.functional.fused_linear_chain). Not chained:
     a leaky_relu with a negative slope, and a layer that appears more than
-    once in the model. A chain refuses double backward; chain=False supports it.
+    once in the model.
 
     Parameters stay the same nn.Parameter objects, so an optimizer built
     before fuse keeps working, and state_dict keys do not change. Layers with
@@ -120,9 +120,9 @@ def fuse(model: nn.Module, chain: bool = True) -> nn.Module:
 
 
 def _chain_runs(model: nn.Module) -> None:
-    """Each run of two or more FusedLinear layers in an nn.Sequential, with
-    only Fused placeholders between them and each one's output the next one's
-    input, becomes a LinearChain and Chained layers."""
+    """Each run of FusedLinear layers in an nn.Sequential (one layer or more),
+    with only Fused placeholders between them and each one's output the next
+    one's input, becomes a LinearChain and Chained layers."""
     uses: Dict[int, int] = {}
     for m in model.modules(remove_duplicate=False):
         uses[id(m)] = uses.get(id(m), 0) + 1
@@ -141,7 +141,7 @@ def _chain_runs(model: nn.Module) -> None:
             if layer is not None and chainable(layer) and (not run or run[-1][1].out_features == layer.in_features):
                 run.append((name, layer))
                 continue
-            if len(run) >= 2:
+            if run:
                 chained = [modules.clone_as(m, modules.Chained) for _, m in run[1:]]
                 for (n, _), c in zip(run[1:], chained):
                     parent._modules[n] = c

@@ -197,9 +197,11 @@ def test_fuse_does_not_chain_what_it_cannot():
     shared = nn.Linear(4, 4)
     model = nn.Sequential(nn.Linear(3, 4), nn.LeakyReLU(-0.2), shared, nn.ReLU(), shared, nn.ReLU())
     fused = fastact.fuse(model)
-    # a negative slope and a layer used twice stay FusedLinear; no run of two is left
+    # a negative slope and a layer used twice stay FusedLinear
     assert [type(m).__name__ for m in fused] == ["FusedLinear", "Fused", "FusedLinear", "Fused", "FusedLinear", "Fused"]
     assert fused[2] is fused[4]
+    single = fastact.fuse(nn.Sequential(nn.Linear(2, 2), nn.Sigmoid()))  # a run of one is a chain too
+    assert [type(m).__name__ for m in single] == ["LinearChain", "Fused"] and single[0].rest == ()
     split = fastact.fuse(nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 5), nn.Dropout(), nn.Linear(5, 2),
                                        nn.Tanh(), nn.Linear(2, 2)))
     assert [type(m).__name__ for m in split] == ["LinearChain", "Fused", "Chained", "Dropout", "LinearChain", "Fused",

@@ -61,6 +61,19 @@ C10_ALWAYS_INLINE Vectorized<T> activation_grad(const Vectorized<T>& g, const Ve
   return g;
 }
 
+// f(std::integral_constant<Activation, act>): a loop compiled per activation,
+// with no switch inside it.
+template <typename F>
+void with_activation(Activation act, const F& f) {
+  switch (act) {
+    case Activation::None: return f(std::integral_constant<Activation, Activation::None>());
+    case Activation::Relu: return f(std::integral_constant<Activation, Activation::Relu>());
+    case Activation::LeakyRelu: return f(std::integral_constant<Activation, Activation::LeakyRelu>());
+    case Activation::Sigmoid: return f(std::integral_constant<Activation, Activation::Sigmoid>());
+    case Activation::Tanh: return f(std::integral_constant<Activation, Activation::Tanh>());
+  }
+}
+
 template <typename T>
 int64_t padded(int64_t n) {
   constexpr int64_t kSize = Vectorized<T>::size();
@@ -104,6 +117,8 @@ void forward_rows(const T* x, const T* packed_wt, const T* packed_bias, int64_t 
   constexpr int kRows = kBlocks <= 4 ? 4 : 1;
   const int64_t width = kBlocks * kSize;
   const Vec slope_vec(slope);
+  with_activation(act, [&](auto act_tag) {
+  constexpr Activation kAct = decltype(act_tag)::value;
   auto rows_at = [&](int64_t r, auto rows_tag) {
     constexpr int kR = decltype(rows_tag)::value;
     std::array<std::array<Vec, kBlocks>, kR> acc;
@@ -119,13 +134,99 @@ void forward_rows(const T* x, const T* packed_wt, const T* packed_bias, int64_t 
     for (int i = 0; i < kR; ++i) {
       for (int j = 0; j < kBlocks && j * kSize < out; ++j) {
         const int64_t count = std::min<int64_t>(kSize, out - j * kSize);
-        activate(acc[i][j], act, slope_vec).store(y + (r + i) * out + j * kSize, count);
+        activate(acc[i][j], kAct, slope_vec).store(y + (r + i) * out + j * kSize, count);
       }
     }
   };
   int64_t r = begin;
   for (; r + kRows <= end; r += kRows) rows_at(r, std::integral_constant<int, kRows>());
   for (; r < end; ++r) rows_at(r, std::integral_constant<int, 1>());
+  });
+}
+
+// The same with rows in the lanes, for layers with few outputs (a
+// classifier's last layer), where vectors over the outputs would leave most
+// lanes empty: a block of rows is transposed into [in][lanes], each output
+// is then a sum of `in` vector multiply-adds, and the block's outputs are
+// transposed back as they are stored.
+constexpr int64_t kFewOutputs = 8;
+
+// f(std::integral_constant<int, n>) for n in 1..kFewOutputs.
+template <typename F>
+void with_few(int64_t n, const F& f) {
+  switch (n) {
+    case 1: return f(std::integral_constant<int, 1>());
+    case 2: return f(std::integral_constant<int, 2>());
+    case 3: return f(std::integral_constant<int, 3>());
+    case 4: return f(std::integral_constant<int, 4>());
+    case 5: return f(std::integral_constant<int, 5>());
+    case 6: return f(std::integral_constant<int, 6>());
+    case 7: return f(std::integral_constant<int, 7>());
+    default: return f(std::integral_constant<int, 8>());
+  }
+}
+
+// A dot product per output, vectors over the inputs, then summed across the
+// vector: for few outputs of many inputs, where the lanes form would spend
+// its time transposing.
+template <typename T>
+void forward_rows_dot(const T* x, const T* w, const T* bias, int64_t in, int64_t out, int64_t begin, int64_t end,
+                      Activation act, T slope, T* y) {
+  using Vec = Vectorized<T>;
+  constexpr int64_t kSize = Vec::size();
+  const int64_t in_blocks = padded<T>(in) / kSize;
+  const Vec slope_vec(slope);
+  alignas(64) T row[kFewOutputs * 8];
+  for (int64_t r = begin; r < end; ++r) {
+    const T* xr = x + r * in;
+    std::array<Vec, kFewOutputs> acc;
+    for (int64_t o = 0; o < out; ++o) acc[o] = Vec(0);
+    for (int64_t i = 0; i < in_blocks; ++i) {
+      const Vec xv = Vec::loadu(xr + i * kSize, std::min<int64_t>(kSize, in - i * kSize));
+      for (int64_t o = 0; o < out; ++o) {
+        acc[o] = at::vec::fmadd(xv, Vec::loadu(w + o * in + i * kSize, std::min<int64_t>(kSize, in - i * kSize)), acc[o]);
+      }
+    }
+    for (int64_t o = 0; o < out; ++o) {
+      row[o] = at::vec::vec_reduce_all<T>([](Vec& a, Vec& b) { return a + b; }, acc[o]) + bias[o];
+    }
+    activate(Vec::loadu(row, out), act, slope_vec).store(y + r * out, out);
+  }
+}
+
+template <typename T>
+void forward_rows_lanes(const T* x, const T* w, const T* bias, int64_t in, int64_t out, int64_t begin, int64_t end,
+                        Activation act, T slope, T* y) {
+  using Vec = Vectorized<T>;
+  constexpr int64_t kSize = Vec::size();
+  const Vec slope_vec(slope);
+  alignas(64) T xt[linear_chain::kSmallFeatures * kSize] = {};
+  alignas(64) T yt[linear_chain::kSmallFeatures * kSize];
+  for (int64_t r0 = begin; r0 < end; r0 += kSize) {
+    const int64_t n = std::min<int64_t>(kSize, end - r0);
+    for (int64_t lane = 0; lane < n; ++lane) {
+      for (int64_t k = 0; k < in; ++k) xt[k * kSize + lane] = x[(r0 + lane) * in + k];
+    }
+    // independent sums (each output, even and odd inputs) hide the FMA latency
+    std::array<std::array<Vec, kFewOutputs>, 2> acc;
+    for (int64_t o = 0; o < out; ++o) acc[0][o] = Vec(bias[o]), acc[1][o] = Vec(0);
+    for (int64_t k = 0; k < in; ++k) {
+      const Vec xk = Vec::loadu(xt + k * kSize);
+      for (int64_t o = 0; o < out; ++o) acc[k & 1][o] = at::vec::fmadd(xk, Vec(w[o * in + k]), acc[k & 1][o]);
+    }
+    for (int64_t o = 0; o < out; ++o) activate(acc[0][o] + acc[1][o], act, slope_vec).store(yt + o * kSize);
+    for (int64_t lane = 0; lane < n; ++lane) {
+      for (int64_t o = 0; o < out; ++o) y[(r0 + lane) * out + o] = yt[o * kSize + lane];
+    }
+  }
+}
+
+// Whether a layer's products are better vectorized over its inputs than
+// over its outputs (counting a dot product's final sum as one more vector op).
+template <typename T>
+bool vectors_over_inputs(int64_t in, int64_t out) {
+  constexpr int64_t kSize = Vectorized<T>::size();
+  return out * (padded<T>(in) / kSize) * 2 < in * (padded<T>(out) / kSize);
 }
 
 template <typename T>
@@ -148,7 +249,10 @@ at::Tensor small_forward(const at::Tensor& x_in, const at::Tensor& weight_in, co
   const T* xp = x.const_data_ptr<T>();
   T* yp = y.mutable_data_ptr<T>();
   const T slope = T(layer.slope);
+  const bool lanes = 2 * out <= Vectorized<T>::size() && out <= kFewOutputs;
   at::parallel_for(0, rows, row_grain(in, out), [&](int64_t begin, int64_t end) {
+    if (lanes && in > 16) return forward_rows_dot<T>(xp, w, bias.data(), in, out, begin, end, layer.act, slope, yp);
+    if (lanes) return forward_rows_lanes<T>(xp, w, bias.data(), in, out, begin, end, layer.act, slope, yp);
     with_blocks<T>(blocks, [&](auto blocks_tag) {
       forward_rows<T, decltype(blocks_tag)::value>(xp, wt.data(), bias.data(), in, out, begin, end, layer.act, slope,
                                                    yp);
@@ -165,13 +269,14 @@ at::Tensor small_forward(const at::Tensor& x_in, const at::Tensor& weight_in, co
 // then gx = gp W for groups of four rows.
 template <typename T, int kBlocks>
 void backward_rows(const T* g, const T* y, const T* x, const T* w, int64_t in, int64_t out, int64_t begin,
-                   int64_t end, const Layer& layer, linear_chain::LayerNeeds needs, T* gp, T* wt_acc, T* bias_acc,
-                   T* gx) {
+                   int64_t end, const Layer& layer, linear_chain::LayerNeeds needs, bool wt_by_output, T* gp,
+                   T* wt_acc, T* bias_acc, T* gx) {
   using Vec = Vectorized<T>;
   constexpr int64_t kSize = Vec::size();
   constexpr int64_t width = kBlocks * kSize;
   const Vec slope(T(layer.slope));
-  {
+  with_activation(layer.act, [&](auto act_tag) {
+    constexpr Activation kAct = decltype(act_tag)::value;
     std::array<Vec, kBlocks> bias_sum;
     for (int j = 0; j < kBlocks; ++j) bias_sum[j] = Vec::loadu(bias_acc + j * kSize);
     for (int64_t r = begin; r < end; ++r) {
@@ -179,53 +284,71 @@ void backward_rows(const T* g, const T* y, const T* x, const T* w, int64_t in, i
         const int64_t count = std::max<int64_t>(0, std::min<int64_t>(kSize, out - j * kSize));
         const Vec d = count == 0 ? Vec(0)
                                  : activation_grad(Vec::loadu(g + r * out + j * kSize, count),
-                                                   Vec::loadu(y + r * out + j * kSize, count), layer.act, slope);
+                                                   Vec::loadu(y + r * out + j * kSize, count), kAct, slope);
         d.store(gp + (r - begin) * width + j * kSize);
         bias_sum[j] = bias_sum[j] + d;
       }
     }
     for (int j = 0; j < kBlocks; ++j) bias_sum[j].store(bias_acc + j * kSize);
-  }
-  if (needs.weight) {
+  });
+  const int64_t in_blocks = padded<T>(in) / kSize;
+  if (needs.weight && wt_by_output) {
+    // one vector of inputs (in <= kSize), few outputs: wt_acc is [out][kSize],
+    // its sums in registers (the output count a constant)
+    with_few(out, [&](auto out_tag) {
+      constexpr int kOut = decltype(out_tag)::value;
+      std::array<Vec, kOut> acc;
+      for (int o = 0; o < kOut; ++o) acc[o] = Vec::loadu(wt_acc + o * kSize);
+      for (int64_t r = begin; r < end; ++r) {
+        const Vec xv = Vec::loadu(x + r * in, in);
+        const T* gr = gp + (r - begin) * width;
+        for (int o = 0; o < kOut; ++o) acc[o] = at::vec::fmadd(Vec(gr[o]), xv, acc[o]);
+      }
+      for (int o = 0; o < kOut; ++o) acc[o].store(wt_acc + o * kSize);
+    });
+  } else if (needs.weight) {
+    // tiles of inputs whose sums stay in registers (the tile size a constant)
     constexpr int kTile = kBlocks <= 2 ? 8 : kBlocks <= 4 ? 4 : 1;
-    for (int64_t k0 = 0; k0 < in; k0 += kTile) {
-      const int tile = static_cast<int>(std::min<int64_t>(kTile, in - k0));
-      std::array<std::array<Vec, kBlocks>, kTile> acc;
-      for (int t = 0; t < kTile; ++t) {
-        for (int j = 0; j < kBlocks; ++j) acc[t][j] = t < tile ? Vec::loadu(wt_acc + (k0 + t) * width + j * kSize) : Vec(0);
+    auto tile_at = [&](int64_t k0, auto tile_tag) {
+      constexpr int kT = decltype(tile_tag)::value;
+      std::array<std::array<Vec, kBlocks>, kT> acc;
+      for (int t = 0; t < kT; ++t) {
+        for (int j = 0; j < kBlocks; ++j) acc[t][j] = Vec::loadu(wt_acc + (k0 + t) * width + j * kSize);
       }
       for (int64_t r = begin; r < end; ++r) {
         const T* xr = x + r * in + k0;
         for (int j = 0; j < kBlocks; ++j) {
           const Vec d = Vec::loadu(gp + (r - begin) * width + j * kSize);
-          for (int t = 0; t < kTile; ++t) {
-            if (t < tile) acc[t][j] = at::vec::fmadd(Vec(xr[t]), d, acc[t][j]);
-          }
+          for (int t = 0; t < kT; ++t) acc[t][j] = at::vec::fmadd(Vec(xr[t]), d, acc[t][j]);
         }
       }
-      for (int t = 0; t < tile; ++t) {
+      for (int t = 0; t < kT; ++t) {
         for (int j = 0; j < kBlocks; ++j) acc[t][j].store(wt_acc + (k0 + t) * width + j * kSize);
       }
-    }
+    };
+    int64_t k0 = 0;
+    for (; k0 + kTile <= in; k0 += kTile) tile_at(k0, std::integral_constant<int, kTile>());
+    for (; k0 + 2 <= in; k0 += 2) tile_at(k0, std::integral_constant<int, 2>());
+    for (; k0 < in; ++k0) tile_at(k0, std::integral_constant<int, 1>());
   }
   if (needs.input) {
-    const int64_t in_blocks = padded<T>(in) / kSize;
-    constexpr int kRows = 4;
-    for (int64_t r = begin; r < end; r += kRows) {
-      const int rows = static_cast<int>(std::min<int64_t>(kRows, end - r));
+    // groups of rows (a constant count), each a chain of multiply-adds over the outputs
+    auto rows_at = [&](int64_t r, auto rows_tag) {
+      constexpr int kR = decltype(rows_tag)::value;
       for (int64_t i = 0; i < in_blocks; ++i) {
         const int64_t count = std::min<int64_t>(kSize, in - i * kSize);
-        std::array<Vec, kRows> acc;
+        std::array<Vec, kR> acc;
         acc.fill(Vec(0));
         for (int64_t o = 0; o < out; ++o) {
           const Vec wo = Vec::loadu(w + o * in + i * kSize, count);
-          for (int q = 0; q < kRows; ++q) {
-            if (q < rows) acc[q] = at::vec::fmadd(Vec(gp[(r + q - begin) * width + o]), wo, acc[q]);
-          }
+          for (int q = 0; q < kR; ++q) acc[q] = at::vec::fmadd(Vec(gp[(r + q - begin) * width + o]), wo, acc[q]);
         }
-        for (int q = 0; q < rows; ++q) acc[q].store(gx + (r + q) * in + i * kSize, count);
+        for (int q = 0; q < kR; ++q) acc[q].store(gx + (r + q) * in + i * kSize, count);
       }
-    }
+    };
+    int64_t r = begin;
+    for (; r + 4 <= end; r += 4) rows_at(r, std::integral_constant<int, 4>());
+    for (; r < end; ++r) rows_at(r, std::integral_constant<int, 1>());
   }
 }
 
@@ -237,7 +360,12 @@ void small_backward(const at::Tensor& g_in, const at::Tensor& x_in, const at::Te
                    weight = weight_in.contiguous();
   const int64_t rows = g.size(0), in = weight.size(1), out = weight.size(0);
   const int64_t blocks = compiled_blocks<T>(out), width = blocks * Vectorized<T>::size();
-  const int64_t slot = in * width + width;  // one task's partial weight and bias gradients
+  const int64_t in_width = padded<T>(in);
+  // the weight gradient's partial sums: [out, in_width] (vectors over the
+  // inputs, for few outputs that fit in registers) or [in, width]
+  const bool by_output = vectors_over_inputs<T>(in, out) && in <= Vectorized<T>::size() && out <= kFewOutputs;
+  const int64_t weight_slot = by_output ? out * in_width : in * width;
+  const int64_t slot = weight_slot + width;  // one task's partial weight and bias gradients
   const int64_t grain = row_grain(in, out);
   const int64_t tasks = rows > grain ? at::get_num_threads() : 1;
   std::vector<T> partials(tasks * slot, T(0));
@@ -249,8 +377,8 @@ void small_backward(const at::Tensor& g_in, const at::Tensor& x_in, const at::Te
   auto run = [&](int64_t begin, int64_t end, int64_t task) {
     T* mine = partials.data() + task * slot;
     with_blocks<T>(blocks, [&](auto blocks_tag) {
-      backward_rows<T, decltype(blocks_tag)::value>(gptr, yp, xp, wp, in, out, begin, end, layer, needs,
-                                                    gp.data() + begin * width, mine, mine + in * width, gxp);
+      backward_rows<T, decltype(blocks_tag)::value>(gptr, yp, xp, wp, in, out, begin, end, layer, needs, by_output,
+                                                    gp.data() + begin * width, mine, mine + weight_slot, gxp);
     });
   };
   if (tasks == 1) {
@@ -265,12 +393,12 @@ void small_backward(const at::Tensor& g_in, const at::Tensor& x_in, const at::Te
     result.weight = at::empty({out, in}, g.options());
     T* gw = result.weight.mutable_data_ptr<T>();
     for (int64_t o = 0; o < out; ++o) {
-      for (int64_t k = 0; k < in; ++k) gw[o * in + k] = partials[k * width + o];
+      for (int64_t k = 0; k < in; ++k) gw[o * in + k] = by_output ? partials[o * in_width + k] : partials[k * width + o];
     }
   }
   if (needs.bias) {
     result.bias = at::empty({out}, g.options());
-    std::copy(partials.begin() + in * width, partials.begin() + in * width + out, result.bias.mutable_data_ptr<T>());
+    std::copy(partials.begin() + weight_slot, partials.begin() + weight_slot + out, result.bias.mutable_data_ptr<T>());
   }
   result.input = gx;
 }

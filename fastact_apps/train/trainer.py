@@ -14,6 +14,7 @@ from torch import nn
 
 import fastact
 from fastact_apps.train.datasets import Data
+from fastact_apps.train.floor import step_floor
 from fastact_apps.train.tutorials import TUTORIALS, Tutorial
 
 
@@ -34,6 +35,7 @@ class Row:
     agree: bool
     compiled: Optional[Run] = None  # torch.compile of the torch step, with --compile
     speedup_vs_compiled: Optional[float] = None
+    floor_us: Optional[float] = None  # the fastact step's C++ calls alone (floor.py), microseconds
 
 # Two implementations whose arithmetic differs in the last bit (a different
 # summation order) track each other for a while, then drift apart where the
@@ -147,11 +149,13 @@ def compare(name: str, epochs: Optional[int] = None, seed: int = 0, warmup: int 
                 turn += 1
                 bar.update()
     ran = {t.kind: t.result(x, y) for t in trainers}
+    ours = next(t for t in trainers if t.kind == "fastact")
+    floor = step_floor(ours.model, ours.criterion, ours.optimizer, *first)
     if keep_models is not None:
         keep_models[name] = {t.kind: t.model for t in trainers} | {"data": (x, y)}
     matching, agree = agreement(ran["torch"], ran["fastact"])
     row = Row(name, ran["torch"], ran["fastact"], ran["fastact"].steps_per_s / ran["torch"].steps_per_s,
-              matching, agree)
+              matching, agree, floor_us=None if floor is None else floor * 1e6)
     if compile:
         row.compiled = ran["compiled"]
         row.speedup_vs_compiled = ran["fastact"].steps_per_s / ran["compiled"].steps_per_s
@@ -159,7 +163,8 @@ def compare(name: str, epochs: Optional[int] = None, seed: int = 0, warmup: int 
 
 def format_table(rows: List[Row]) -> str:
     with_compile = any(r.compiled is not None for r in rows)
-    head = f"{'model':16s} {'torch steps/s':>13s} {'fastact steps/s':>15s} {'speedup':>7s} "
+    head = (f"{'model':16s} {'torch steps/s':>13s} {'fastact steps/s':>15s} {'speedup':>7s} "
+            f"{'fastact us':>10s} {'floor us':>8s} ")
     if with_compile:
         head += f"{'compiled steps/s':>16s} {'vs compiled':>11s} "
     head += (f"{'loss torch':>10s} {'loss fastact':>12s} {'acc torch':>9s} {'acc fastact':>11s} "
@@ -168,7 +173,9 @@ def format_table(rows: List[Row]) -> str:
     for r in rows:
         acc = (f"{r.torch.accuracy:9.3f} {r.fastact.accuracy:11.3f}" if r.torch.accuracy is not None
                else f"{'-':>9s} {'-':>11s}")
-        line = f"{r.model:16s} {r.torch.steps_per_s:13.0f} {r.fastact.steps_per_s:15.0f} {r.speedup:7.2f} "
+        floor = f"{r.floor_us:8.1f}" if r.floor_us is not None else f"{'-':>8s}"
+        line = (f"{r.model:16s} {r.torch.steps_per_s:13.0f} {r.fastact.steps_per_s:15.0f} {r.speedup:7.2f} "
+                f"{1e6 / r.fastact.steps_per_s:10.1f} {floor} ")
         if with_compile:
             line += f"{r.compiled.steps_per_s:16.0f} {r.speedup_vs_compiled:11.2f} "
         line += (f"{r.torch.final_loss:10.4f} {r.fastact.final_loss:12.4f} {acc} "
