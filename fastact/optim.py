@@ -61,8 +61,10 @@ def _with_hooks(step):
     return wrapper
 
 
-def _scalar(*values) -> bool:
-    return not any(isinstance(v, torch.Tensor) for v in values)
+def _scalar(a, b, c=0.0, d=0.0) -> bool:
+    """No tensor among the hyperparameters (torch's tensor lr and betas take its own path)."""
+    Tensor = torch.Tensor
+    return not (isinstance(a, Tensor) or isinstance(b, Tensor) or isinstance(c, Tensor) or isinstance(d, Tensor))
 
 
 class _OneCallStep:
@@ -112,13 +114,21 @@ class SGD(_OneCallStep, torch.optim.SGD):
                     or not _scalar(group["lr"], group["weight_decay"])):
                 elsewhere.append(group)
                 continue
-            params, grads, buffers = [], [], []
-            if self._init_group(group, params, grads, buffers):  # sparse gradients: torch's own path
+            momentum = group["momentum"]
+            if momentum == 0:  # torch's _init_group, less what a group without momentum does not use
+                params = [p for p in group["params"] if p.grad is not None]
+                grads = [p.grad for p in params]
+                buffers = []
+                sparse = any([g.is_sparse for g in grads])
+            else:
+                params, grads, buffers = [], [], []
+                sparse = self._init_group(group, params, grads, buffers)
+            if sparse:  # sparse gradients: torch's own path
                 elsewhere.append(group)
                 continue
-            settings = (group["lr"], group["weight_decay"], group["momentum"], group["dampening"],
-                        group["nesterov"], group["maximize"])
-            if group["momentum"] == 0 or all(b is not None for b in buffers):
+            settings = (group["lr"], group["weight_decay"], momentum, group["dampening"], group["nesterov"],
+                        group["maximize"])
+            if momentum == 0 or all(b is not None for b in buffers):
                 op(params, grads, buffers, *settings, False)
                 continue
             # The first step of some parameters: buf = grad, as torch's clone.

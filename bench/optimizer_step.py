@@ -1,0 +1,83 @@
+"""fastact.optim's step against torch.optim's, side by side in one process.
+
+    python -P bench/optimizer_step.py [--repeats N] [--large-repeats N]
+
+For each tutorial model (its own optimizer and settings, as `fastact train`
+has them) and for a 10M-parameter model (two 2500x2000 layers), the step
+alone (gradients already in place) with torch's default implementation, its
+foreach and fused implementations, and fastact's one call; the steps take
+turns, and each figure is a median. Prints microseconds per step and the
+speedups over torch's default and over torch's fused step.
+"""
+import argparse
+import statistics
+import time
+
+import torch
+
+import fastact
+from fastact_apps.train.tutorials import TUTORIALS
+
+IMPLEMENTATIONS = ("default", "foreach", "fused", "fastact")
+
+
+def _optimizers(params_fn, cls_name, settings):
+    out = {}
+    for impl in IMPLEMENTATIONS:
+        params = params_fn()
+        for p in params:
+            p.grad = torch.randn_like(p)
+        extra = {"foreach": {"foreach": True}, "fused": {"fused": True}}.get(impl, {})
+        cls = getattr(fastact.optim if impl == "fastact" else torch.optim, cls_name)
+        out[impl] = cls(params, **settings, **extra)
+    return out
+
+
+def _interleaved(optimizers, repeats):
+    times = {k: [] for k in optimizers}
+    for o in optimizers.values():
+        for _ in range(3):
+            o.step()
+    for i in range(repeats):
+        order = list(optimizers.items())
+        order = order[i % len(order):] + order[:i % len(order)]
+        for name, o in order:
+            start = time.perf_counter()
+            o.step()
+            times[name].append(time.perf_counter() - start)
+    return {k: statistics.median(v) * 1e6 for k, v in times.items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--repeats", type=int, default=2000)
+    parser.add_argument("--large-repeats", type=int, default=30)
+    args = parser.parse_args()
+    cases = []
+    for name, tutorial in TUTORIALS.items():
+        if name == "mlp":
+            continue
+        cls, settings = tutorial.optimizer
+        torch.manual_seed(0)
+        model = tutorial.build()
+        cases.append((name, cls.__name__, settings, lambda m=model: [p.detach().clone() for p in m.parameters()],
+                      args.repeats))
+    shapes = [(2500, 2000), (2500,), (2000, 2500), (2000,)]
+    for cls_name in ("SGD", "Adam", "AdamW"):
+        settings = {"lr": 0.01, "momentum": 0.9} if cls_name == "SGD" else {"lr": 0.001}
+        cases.append((f"10M params", cls_name, settings, lambda: [torch.randn(s) for s in shapes], args.large_repeats))
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; microseconds per optimizer step "
+          "(median, interleaved)")
+    head = (f"{'model':16s} {'optimizer':18s} " + " ".join(f"{k:>10s}" for k in IMPLEMENTATIONS)
+            + f" {'vs default':>10s} {'vs fused':>9s}")
+    print(head)
+    print("-" * len(head))
+    for name, cls_name, settings, params_fn, repeats in cases:
+        t = _interleaved(_optimizers(params_fn, cls_name, settings), repeats)
+        label = cls_name + "(" + ", ".join(f"{k}={v}" for k, v in settings.items()) + ")"
+        print(f"{name:16s} {label:18s} " + " ".join(f"{t[k]:10.1f}" for k in IMPLEMENTATIONS)
+              + f" {t['default'] / t['fastact']:10.2f} {t['fused'] / t['fastact']:9.2f}")
+
+
+if __name__ == "__main__":
+    main()
