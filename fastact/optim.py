@@ -68,10 +68,30 @@ def _scalar(a, b, c=0.0, d=0.0) -> bool:
 
 
 class _OneCallStep:
-    """What fastact's optimizers share: torch's step for the groups the C++
-    call does not take, and a zero_grad without the profiler annotation."""
+    """What fastact's optimizers share: the step's skeleton (closure, one C++
+    call per group the call takes, torch's own step for the others), and a
+    zero_grad without the profiler annotation. A subclass names its op and
+    says, per group, whether the call takes it (_takes) and makes the call
+    (_step_group, False for a group it hands back to torch after all)."""
 
     _torch_class: type  # the torch optimizer this one subclasses
+    _op_name: str
+
+    @_with_hooks
+    def step(self, closure=None):
+        """Perform a single optimization step (torch's step; one C++ call per param group)."""
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        op = _op(self._op_name)
+        elsewhere = []
+        for group in self.param_groups:
+            if op is None or not self._takes(group) or not self._step_group(op, group):
+                elsewhere.append(group)
+        if elsewhere:
+            self._torch_step(elsewhere)
+        return loss
 
     def _torch_step(self, groups) -> None:
         """torch's own step() over `groups` only (hooks and closure already done)."""
@@ -99,78 +119,59 @@ class _OneCallStep:
 class SGD(_OneCallStep, torch.optim.SGD):
     __doc__ = torch.optim.SGD.__doc__
     _torch_class = torch.optim.SGD
+    _op_name = "_sgd_step_"
 
-    @_with_hooks
-    def step(self, closure=None):
-        """Perform a single optimization step (torch.optim.SGD.step, one C++ call per param group)."""
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        op = _op("_sgd_step_")
-        elsewhere = []
-        for group in self.param_groups:
-            if (op is None or group["differentiable"] or group["fused"]
-                    or not _scalar(group["lr"], group["weight_decay"])):
-                elsewhere.append(group)
-                continue
-            momentum = group["momentum"]
-            if momentum == 0:  # torch's _init_group, less what a group without momentum does not use
-                params = [p for p in group["params"] if p.grad is not None]
-                grads = [p.grad for p in params]
-                buffers = []
-                sparse = any([g.is_sparse for g in grads])
-            else:
-                params, grads, buffers = [], [], []
-                sparse = self._init_group(group, params, grads, buffers)
-            if sparse:  # sparse gradients: torch's own path
-                elsewhere.append(group)
-                continue
-            settings = (group["lr"], group["weight_decay"], momentum, group["dampening"], group["nesterov"],
-                        group["maximize"])
-            if momentum == 0 or all(b is not None for b in buffers):
-                op(params, grads, buffers, *settings, False)
-                continue
-            # The first step of some parameters: buf = grad, as torch's clone.
-            fresh = [i for i, b in enumerate(buffers) if b is None]
-            kept = [i for i, b in enumerate(buffers) if b is not None]
-            for i in fresh:
-                buffers[i] = torch.empty_like(grads[i])
-                self.state[params[i]]["momentum_buffer"] = buffers[i]
-            for indices, is_fresh in ((fresh, True), (kept, False)):
-                if indices:
-                    op([params[i] for i in indices], [grads[i] for i in indices], [buffers[i] for i in indices],
-                       *settings, is_fresh)
-        if elsewhere:
-            self._torch_step(elsewhere)
-        return loss
+    @staticmethod
+    def _takes(group) -> bool:
+        return not (group["differentiable"] or group["fused"]) and _scalar(group["lr"], group["weight_decay"])
+
+    def _step_group(self, op, group) -> bool:
+        momentum = group["momentum"]
+        if momentum == 0:  # torch's _init_group, less what a group without momentum does not use
+            params = [p for p in group["params"] if p.grad is not None]
+            grads = [p.grad for p in params]
+            buffers = []
+            sparse = any([g.is_sparse for g in grads])
+        else:
+            params, grads, buffers = [], [], []
+            sparse = self._init_group(group, params, grads, buffers)
+        if sparse:  # sparse gradients: torch's own path
+            return False
+        settings = (group["lr"], group["weight_decay"], momentum, group["dampening"], group["nesterov"],
+                    group["maximize"])
+        if momentum == 0 or all(b is not None for b in buffers):
+            op(params, grads, buffers, *settings, False)
+            return True
+        # The first step of some parameters: buf = grad, as torch's clone.
+        fresh = [i for i, b in enumerate(buffers) if b is None]
+        kept = [i for i, b in enumerate(buffers) if b is not None]
+        for i in fresh:
+            buffers[i] = torch.empty_like(grads[i])
+            self.state[params[i]]["momentum_buffer"] = buffers[i]
+        for indices, is_fresh in ((fresh, True), (kept, False)):
+            if indices:
+                op([params[i] for i in indices], [grads[i] for i in indices], [buffers[i] for i in indices],
+                   *settings, is_fresh)
+        return True
 
 
 class _AdamStep(_OneCallStep):
-    @_with_hooks
-    def step(self, closure=None):
-        """Perform a single optimization step (torch's Adam/AdamW step, one C++ call per param group)."""
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        op = _op("_adam_step_")
-        elsewhere = []
-        for group in self.param_groups:
-            beta1, beta2 = group["betas"]
-            if (op is None or group["differentiable"] or group["fused"] or group["capturable"]
-                    or not _scalar(group["lr"], beta1, beta2, group["weight_decay"])):
-                elsewhere.append(group)
-                continue
-            params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps = [], [], [], [], [], []
-            # torch's own: creates the state on a parameter's first step, refuses sparse gradients
-            self._init_group(group, params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps)
-            op(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps, group["lr"], beta1, beta2,
-               group["weight_decay"], group["eps"], group["amsgrad"], group["maximize"],
-               group["decoupled_weight_decay"])
-        if elsewhere:
-            self._torch_step(elsewhere)
-        return loss
+    _op_name = "_adam_step_"
+
+    @staticmethod
+    def _takes(group) -> bool:
+        beta1, beta2 = group["betas"]
+        return (not (group["differentiable"] or group["fused"] or group["capturable"])
+                and _scalar(group["lr"], beta1, beta2, group["weight_decay"]))
+
+    def _step_group(self, op, group) -> bool:
+        params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps = [], [], [], [], [], []
+        # torch's own: creates the state on a parameter's first step, refuses sparse gradients
+        self._init_group(group, params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps)
+        beta1, beta2 = group["betas"]
+        op(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps, group["lr"], beta1, beta2,
+           group["weight_decay"], group["eps"], group["amsgrad"], group["maximize"], group["decoupled_weight_decay"])
+        return True
 
 
 class Adam(_AdamStep, torch.optim.Adam):

@@ -1,8 +1,9 @@
 """Train the seed notebooks' tutorial models with stock torch and with fastact.
 
 Both start from the same weights, see the same data and use the same
-optimizer; the fastact side is `fastact.fuse(model)` (fused Linear +
-activation layers) with fastact's loss. The two are trained in lockstep in
+optimizer settings; the fastact side is `fastact.fuse(model)` (its Linear +
+activation layers as one chain) with fastact's loss and fastact.optim's
+class of the notebook's optimizer. The two are trained in lockstep in
 this process, taking turns step by step, and the table gives steps/s for
 each, the speedup, the final loss and accuracy of each, and how many leading
 steps' losses agree to 1e-4 (see `agreement` for what "agree" requires).
@@ -53,7 +54,7 @@ def main(args) -> int:
                             optimizer_impl=args.optimizer_impl, progress=show,
                             keep_models=models if (args.plot or args.save) else None))
     settings = (f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {args.device}, "
-                f"optimizers: {args.optimizer_impl} implementation (same on every side), "
+                f"optimizers: torch's {args.optimizer_impl} implementation (fastact: fastact.optim), "
                 f"fastact backend: {fastact.backend().name}")
     print(settings)
     print(format_table(rows))
@@ -81,8 +82,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--compile", action="store_true",
                         help="also train a torch.compile'd copy of the torch step (compiles first: slow)")
     parser.add_argument("--optimizer-impl", choices=["default", "foreach", "fused"], default="default",
-                        help="torch's optimizer implementation, the same for every side (default: the "
-                             "notebooks' own, i.e. torch's default)")
+                        help="torch's optimizer implementation (default: the notebooks' own, i.e. torch's "
+                             "default); fastact's side uses fastact.optim's class with the same option")
     parser.add_argument("--plot", help="write loss curves and decision regions to this image")
     parser.add_argument("--json", help="also write the results here")
     parser.add_argument("--save", metavar="DIR", help="write each fastact-trained model's state_dict to DIR/<model>.pt")
