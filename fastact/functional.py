@@ -24,7 +24,7 @@ from torch.compiler import is_compiling
 from torch.nn import _reduction
 from torch.overrides import handle_torch_function, has_torch_function_unary, has_torch_function_variadic
 
-from fastact import _backends, _checks
+from fastact import _backends, _checks, _spec
 
 __all__ = ["relu", "relu_", "leaky_relu", "leaky_relu_", "sigmoid", "tanh", "gelu", "selu", "selu_",
            "softmax", "log_softmax", "cross_entropy", "binary_cross_entropy_with_logits", "linear", "fused_linear"]
@@ -299,6 +299,11 @@ def fused_linear(input: Tensor, weight: Tensor, bias: Optional[Tensor] = None, a
                                      activation=activation, negative_slope=negative_slope)
     _checks.check_linear_activation(activation)
     return _ops().linear_act(input, weight, bias, activation, float(negative_slope))
+
+
+# The activations fused_linear and fused_linear_chain take, in the order of
+# the chain op's activation codes (torch.ops.fastact._linear_chain).
+LINEAR_ACTIVATIONS = _spec.LINEAR_ACTIVATIONS
 
 
 def fused_linear_chain(input: Tensor, weights: Sequence[Tensor], biases: Sequence[Optional[Tensor]],

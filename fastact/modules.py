@@ -143,9 +143,14 @@ class LinearChain(FusedLinear):
         return head
 
     def forward(self, input: Tensor) -> Tensor:
+        return F.fused_linear_chain(input, *self.chain_arguments())
+
+    def chain_arguments(self):
+        """(weights, biases, activations, negative_slopes) of the run, as
+        fastact.functional.fused_linear_chain takes them."""
         layers = (self,) + self.rest
-        return F.fused_linear_chain(input, [m.weight for m in layers], [m.bias for m in layers],
-                                    [m.activation for m in layers], [m.negative_slope for m in layers])
+        return ([m.weight for m in layers], [m.bias for m in layers], [m.activation for m in layers],
+                [m.negative_slope for m in layers])
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, applies the next {len(self.rest)} Linear layer(s) too"
