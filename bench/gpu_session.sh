@@ -16,6 +16,10 @@ gpu=$(python -c "import re, torch; print(re.sub('[^a-z0-9]+', '-', torch.cuda.ge
 python -P -c "import fastact; print(fastact.backend())" | tee "$out/$gpu-build.txt"
 
 python -P -m pytest tests/test_cuda.py -q -p no:cacheprovider --backends cpp 2>&1 | tail -25 | tee "$out/$gpu-tests.txt"
+# fastact.optim and fuse's layer chains on CUDA (torch's ops one by one there)
+python -P -m pytest tests/test_optim.py tests/test_linear_chain.py -q -p no:cacheprovider --backends cpp -k cuda 2>&1 \
+  | tail -5 | tee -a "$out/$gpu-tests.txt"
+python -P -m fastact train --device cuda --no-progress 2>&1 | tee "$out/$gpu-train.txt"
 
 # memcheck over the kernels (the subprocess and 4 GiB cases left out: slow under the sanitizer)
 compute-sanitizer --tool memcheck --print-limit 20 python -P -m pytest tests/test_cuda.py -q -x -p no:cacheprovider \

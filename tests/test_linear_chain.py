@@ -220,3 +220,18 @@ def test_a_chain_under_torch_compile_fullgraph():
     (gc,) = torch.autograd.grad(out.sum(), x)
     torch.testing.assert_close(out, expect)
     torch.testing.assert_close(gc, ge)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("dims,acts", CHAINS[:2], ids=["circles", "datacamp"])
+def test_cuda_chain_is_torchs_layers(dims, acts):
+    # on CUDA the chain runs each layer as linear_act (cuBLAS and fastact's activation kernels)
+    ws, bs = _layers(dims, torch.float32)
+    ws = [w.detach().cuda().requires_grad_() for w in ws]
+    bs = [b.detach().cuda().requires_grad_() for b in bs]
+    x = torch.randn(300, dims[0], device="cuda", requires_grad=True)
+    y, expect = _chain(x, ws, bs, acts), _reference(x, ws, bs, acts)
+    torch.testing.assert_close(y, expect)
+    g = torch.randn_like(y)
+    for a, b in zip(_grads(y, [x, *ws, *bs], g), _grads(expect, [x, *ws, *bs], g)):
+        torch.testing.assert_close(a, b)
