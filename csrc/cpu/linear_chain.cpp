@@ -86,11 +86,12 @@ bool takes(const at::Tensor& x, const at::Tensor& weight) {
          x.device().is_cpu() && weight.device().is_cpu();
 }
 
-// Vectors of outputs per row a loop is compiled for: 1 to 4, 8 or 16.
+// Vectors of outputs per row a loop is compiled for: 1, 2, 4, 8 or 16 (a
+// few counts: each is compiled per dtype, activation and CPU capability).
 template <typename T>
 int64_t compiled_blocks(int64_t out) {
   const int64_t needed = padded<T>(out) / Vectorized<T>::size();
-  return needed <= 4 ? needed : needed <= 8 ? 8 : 16;
+  return needed <= 2 ? needed : needed <= 4 ? 4 : needed <= 8 ? 8 : 16;
 }
 
 template <typename T, typename F>
@@ -98,7 +99,6 @@ void with_blocks(int64_t blocks, const F& f) {
   switch (blocks) {
     case 1: return f(std::integral_constant<int, 1>());
     case 2: return f(std::integral_constant<int, 2>());
-    case 3: return f(std::integral_constant<int, 3>());
     case 4: return f(std::integral_constant<int, 4>());
     case 8: return f(std::integral_constant<int, 8>());
     default: return f(std::integral_constant<int, 16>());
@@ -292,10 +292,14 @@ void backward_rows(const T* g, const T* y, const T* x, const T* w, int64_t in, i
     for (int j = 0; j < kBlocks; ++j) bias_sum[j].store(bias_acc + j * kSize);
   });
   const int64_t in_blocks = padded<T>(in) / kSize;
+  if constexpr (kBlocks > 2) {
+    // few outputs (<= kFewOutputs, vectors of at least 4) never take more than two vectors
+    TORCH_INTERNAL_ASSERT(!wt_by_output);
+  }
   if (needs.weight && wt_by_output) {
     // one vector of inputs (in <= kSize), few outputs: wt_acc is [out][kSize],
     // its sums in registers (the output count a constant)
-    with_few(out, [&](auto out_tag) {
+    if constexpr (kBlocks <= 2) with_few(out, [&](auto out_tag) {
       constexpr int kOut = decltype(out_tag)::value;
       std::array<Vec, kOut> acc;
       for (int o = 0; o < kOut; ++o) acc[o] = Vec::loadu(wt_acc + o * kSize);
