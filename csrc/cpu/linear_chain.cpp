@@ -21,6 +21,7 @@
 #include <ATen/ops/zeros.h>
 
 #include <array>
+#include <memory>
 #include <type_traits>
 #include <vector>
 
@@ -94,15 +95,12 @@ int64_t compiled_blocks(int64_t out) {
   return needed <= 2 ? needed : needed <= 4 ? 4 : needed <= 8 ? 8 : 16;
 }
 
-template <typename T, typename F>
-void with_blocks(int64_t blocks, const F& f) {
-  switch (blocks) {
-    case 1: return f(std::integral_constant<int, 1>());
-    case 2: return f(std::integral_constant<int, 2>());
-    case 4: return f(std::integral_constant<int, 4>());
-    case 8: return f(std::integral_constant<int, 8>());
-    default: return f(std::integral_constant<int, 16>());
-  }
+// f(std::integral_constant<int, N>) for the first N of Ns with n <= N: a
+// loop compiled for a few constant counts, chosen at run time.
+template <int... Ns, typename F>
+void with_constant(int64_t n, const F& f) {
+  bool done = false;
+  ((done = done || (n <= Ns && (f(std::integral_constant<int, Ns>()), true))), ...);
 }
 
 // y[rows, out] = act(x[rows, in] W^T + b), kBlocks vectors of outputs per row
@@ -150,21 +148,6 @@ void forward_rows(const T* x, const T* packed_wt, const T* packed_bias, int64_t 
 // is then a sum of `in` vector multiply-adds, and the block's outputs are
 // transposed back as they are stored.
 constexpr int64_t kFewOutputs = 8;
-
-// f(std::integral_constant<int, n>) for n in 1..kFewOutputs.
-template <typename F>
-void with_few(int64_t n, const F& f) {
-  switch (n) {
-    case 1: return f(std::integral_constant<int, 1>());
-    case 2: return f(std::integral_constant<int, 2>());
-    case 3: return f(std::integral_constant<int, 3>());
-    case 4: return f(std::integral_constant<int, 4>());
-    case 5: return f(std::integral_constant<int, 5>());
-    case 6: return f(std::integral_constant<int, 6>());
-    case 7: return f(std::integral_constant<int, 7>());
-    default: return f(std::integral_constant<int, 8>());
-  }
-}
 
 // A dot product per output, vectors over the inputs, then summed across the
 // vector: for few outputs of many inputs, where the lanes form would spend
@@ -253,7 +236,7 @@ at::Tensor small_forward(const at::Tensor& x_in, const at::Tensor& weight_in, co
   at::parallel_for(0, rows, row_grain(in, out), [&](int64_t begin, int64_t end) {
     if (lanes && in > 16) return forward_rows_dot<T>(xp, w, bias.data(), in, out, begin, end, layer.act, slope, yp);
     if (lanes) return forward_rows_lanes<T>(xp, w, bias.data(), in, out, begin, end, layer.act, slope, yp);
-    with_blocks<T>(blocks, [&](auto blocks_tag) {
+    with_constant<1, 2, 4, 8, 16>(blocks, [&](auto blocks_tag) {
       forward_rows<T, decltype(blocks_tag)::value>(xp, wt.data(), bias.data(), in, out, begin, end, layer.act, slope,
                                                    yp);
     });
@@ -299,7 +282,7 @@ void backward_rows(const T* g, const T* y, const T* x, const T* w, int64_t in, i
   if (needs.weight && wt_by_output) {
     // one vector of inputs (in <= kSize), few outputs: wt_acc is [out][kSize],
     // its sums in registers (the output count a constant)
-    if constexpr (kBlocks <= 2) with_few(out, [&](auto out_tag) {
+    if constexpr (kBlocks <= 2) with_constant<1, 2, 3, 4, 5, 6, 7, 8>(out, [&](auto out_tag) {
       constexpr int kOut = decltype(out_tag)::value;
       std::array<Vec, kOut> acc;
       for (int o = 0; o < kOut; ++o) acc[o] = Vec::loadu(wt_acc + o * kSize);
@@ -373,16 +356,16 @@ void small_backward(const at::Tensor& g_in, const at::Tensor& x_in, const at::Te
   const int64_t grain = row_grain(in, out);
   const int64_t tasks = rows > grain ? at::get_num_threads() : 1;
   std::vector<T> partials(tasks * slot, T(0));
-  std::vector<T> gp(rows * width);
+  std::unique_ptr<T[]> gp(new T[rows * width]);  // every element written before it is read
   at::Tensor gx = needs.input ? at::empty({rows, in}, g.options()) : at::Tensor();
   const T *gptr = g.const_data_ptr<T>(), *yp = y.const_data_ptr<T>(), *xp = x.const_data_ptr<T>(),
           *wp = weight.const_data_ptr<T>();
   T* gxp = needs.input ? gx.mutable_data_ptr<T>() : nullptr;
   auto run = [&](int64_t begin, int64_t end, int64_t task) {
     T* mine = partials.data() + task * slot;
-    with_blocks<T>(blocks, [&](auto blocks_tag) {
+    with_constant<1, 2, 4, 8, 16>(blocks, [&](auto blocks_tag) {
       backward_rows<T, decltype(blocks_tag)::value>(gptr, yp, xp, wp, in, out, begin, end, layer, needs, by_output,
-                                                    gp.data() + begin * width, mine, mine + weight_slot, gxp);
+                                                    gp.get() + begin * width, mine, mine + weight_slot, gxp);
     });
   };
   if (tasks == 1) {
