@@ -1,6 +1,9 @@
-"""The vector exp inside softmax/log_softmax (csrc/cpu/vec_io.h: vec_exp)
-and the vector tanh of tanh and GELU's tanh form (vec_tanh), swept against
-float64: within 1 ulp, and torch's values at the specials."""
+"""The vector exp inside softmax/log_softmax (csrc/cpu/vec_io.h: vec_exp),
+the vector tanh of tanh and GELU's tanh form (vec_tanh) and the normal CDF of
+GELU (vec_normal_cdf), swept against float64: exp and tanh within 1 ulp, and
+torch's values at the specials. On AVX-512 tanh and the CDF are tables of
+polynomials, one per half binade (tools/vec_tables.py), so the sweeps visit
+every half binade densely."""
 import math
 
 import pytest
@@ -40,6 +43,40 @@ def test_tanh_within_one_ulp_of_the_correctly_rounded_value():
     assert (ordered_bits(F.tanh(x)) - ordered_bits(rounded)).abs().max().item() <= 1
 
 
+def half_binade_sweep(first, last, per_binade=1 << 16):
+    """per_binade evenly spaced floats in each binade [2^first, 2^last), both signs."""
+    start = torch.tensor([2.0**first], dtype=torch.float32).view(torch.int32).item()
+    stop = torch.tensor([2.0**last], dtype=torch.float32).view(torch.int32).item()
+    bits = torch.arange(start, stop, (1 << 23) // per_binade, dtype=torch.int32)
+    x = bits.view(torch.float32)
+    return torch.cat([x, -x])
+
+
+def test_tanh_within_one_ulp_in_every_half_binade():
+    import fastact.functional as F
+
+    x = half_binade_sweep(-14, 5)
+    rounded = x.double().tanh().float()
+    assert (ordered_bits(F.tanh(x)) - ordered_bits(rounded)).abs().max().item() <= 1
+
+
+def test_gelu_normal_cdf_error():
+    """GELU(x) = x Phi(x) against float64: the AVX-512 table's Phi is within
+    2e-9 of the exact value (measured 2e-10), fastact's Abramowitz & Stegun
+    Phi on other CPUs within 3e-7 (measured 2e-7; torch's, oneDNN's, 3.3e-7),
+    plus GELU's own rounding."""
+    import fastact
+    import fastact.functional as F
+
+    x = torch.cat([half_binade_sweep(-16, 4, 1 << 14), torch.linspace(-16, 16, 1 << 20)])
+    exact = x.double() * torch.special.ndtr(x.double())
+    got = F.gelu(x).double()
+    cdf_error = 2e-9 if fastact.backend().cpu_kernels.startswith("AVX512") else 3e-7
+    bound = x.double().abs() * cdf_error + 2 * torch.finfo(torch.float32).eps * exact.abs()
+    assert ((got - exact).abs() <= bound).all(), ((got - exact).abs() - bound).max().item()
+    assert torch.equal(F.gelu(x[x >= 9]), x[x >= 9])  # Phi rounds to 1
+
+
 def test_tanh_special_values_match_torch():
     import fastact.functional as F
 
@@ -48,3 +85,15 @@ def test_tanh_special_values_match_torch():
     torch.testing.assert_close(got, torch.tanh(sp), equal_nan=True, rtol=2e-7, atol=0)
     numbers = ~torch.isnan(sp)  # (a NaN's sign means nothing)
     assert torch.equal(torch.signbit(got[numbers]), torch.signbit(torch.tanh(sp)[numbers]))  # -0 stays -0
+
+
+def test_tables_header_is_what_tools_vec_tables_writes():
+    """csrc/cpu/vec_tables.h is generated; an edit by hand, or a change to the
+    generator not carried into the header, fails here (read from the checkout)."""
+    import os
+    import subprocess
+    import sys
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    done = subprocess.run([sys.executable, os.path.join(root, "tools", "vec_tables.py"), "--check"])
+    assert done.returncode == 0, "csrc/cpu/vec_tables.h is stale: run python tools/vec_tables.py > csrc/cpu/vec_tables.h"
