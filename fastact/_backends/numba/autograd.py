@@ -307,6 +307,6 @@ def register() -> None:
     entries["linear_act"] = _linear()
     _lib = torch.library.Library(NAMESPACE, "IMPL")
     with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*Overriding a previously registered kernel")
+        warnings.filterwarnings("ignore", message="(?s).*Overriding a previously registered kernel")
         for name, (setup_context, backward) in entries.items():
             _lib.impl(name, _autograd_kernel(name, setup_context, backward), "Autograd", with_keyset=True)

@@ -16,13 +16,19 @@ import math
 
 import numpy as np
 from llvmlite import ir
-from numba import njit, types
+from numba import types
 from numba.extending import intrinsic, overload
 
 _f32 = np.float32
 _i32 = np.int32
 # Adding 1.5 * 2^23 to a float32 of magnitude below 2^22 rounds it to an integer.
 _ROUNDING_SHIFTER = _f32(12582912.0)
+
+# How the float32 versions below compile: as the float32 implementations of
+# the generic exp/tanh/normal_cdf/log1p_unit overloads (one compile each;
+# overload implementations get no CPython wrapper, whose building was much
+# of each first call's compile time), "contract" letting a * b + c fuse.
+_POLYNOMIAL = {"fastmath": {"contract"}, "error_model": "numpy"}
 
 
 @intrinsic
@@ -33,7 +39,6 @@ def _float32_from_bits(typingctx, bits):
     return types.float32(types.int32), codegen
 
 
-@njit(fastmath={"contract"}, error_model="numpy")
 def exp32(x):
     # the comparisons keep a NaN (false both ways) and clamp +-inf
     x = _f32(89.0) if x > _f32(89.0) else x
@@ -55,7 +60,6 @@ def exp32(x):
         _float32_from_bits((k - half + _i32(127)) << _i32(23))
 
 
-@njit(fastmath={"contract"}, error_model="numpy")
 def tanh32(x):
     # |x| >= 0.625: 1 - 2 / (exp(2|x|) + 1); below, Cephes' odd polynomial
     a = abs(x)
@@ -68,11 +72,10 @@ def tanh32(x):
         p = p * z + _f32(-3.33332819422e-1)
         t = a + a * z * p
     else:
-        t = _f32(1.0) - _f32(2.0) / (exp32(_f32(2.0) * a) + _f32(1.0))
+        t = _f32(1.0) - _f32(2.0) / (exp(_f32(2.0) * a) + _f32(1.0))
     return math.copysign(t, x)  # x's sign (-0 stays -0; copysign vectorizes)
 
 
-@njit(fastmath={"contract"}, error_model="numpy")
 def normal_cdf32(x, gauss):
     """Phi(x), given gauss = exp(-x^2 / 2); h = Phi(-|x|) cancels nothing."""
     t = _f32(1.0) / (_f32(0.3275911 * math.sqrt(0.5)) * abs(x) + _f32(1.0))
@@ -85,7 +88,6 @@ def normal_cdf32(x, gauss):
     return _f32(1.0) - h if x > 0 else h
 
 
-@njit(fastmath={"contract"}, error_model="numpy")
 def log1p32(e):
     """log(1 + e) for e in [0, 1] (the softplus of the BCE kernel), as
     2 atanh(s) = 2 (s + s^3/3 + ... + s^15/15), s = e / (2 + e) <= 1/3: exact
@@ -124,23 +126,23 @@ def log1p_unit(e):
     return math.log1p(e)
 
 
-@overload(exp)
+@overload(exp, jit_options=_POLYNOMIAL)
 def _exp(x):
-    return (lambda x: exp32(x)) if x == types.float32 else (lambda x: math.exp(x))
+    return exp32 if x == types.float32 else (lambda x: math.exp(x))
 
 
-@overload(tanh)
+@overload(tanh, jit_options=_POLYNOMIAL)
 def _tanh(x):
-    return (lambda x: tanh32(x)) if x == types.float32 else (lambda x: math.tanh(x))
+    return tanh32 if x == types.float32 else (lambda x: math.tanh(x))
 
 
-@overload(normal_cdf)
+@overload(normal_cdf, jit_options=_POLYNOMIAL)
 def _normal_cdf(x, gauss):
     if x == types.float32:
-        return lambda x, gauss: normal_cdf32(x, gauss)
+        return normal_cdf32
     return lambda x, gauss: 0.5 * (1.0 + math.erf(x * 0.7071067811865476))
 
 
-@overload(log1p_unit)
+@overload(log1p_unit, jit_options=_POLYNOMIAL)
 def _log1p_unit(e):
-    return (lambda e: log1p32(e)) if e == types.float32 else (lambda e: math.log1p(e))
+    return log1p32 if e == types.float32 else (lambda e: math.log1p(e))

@@ -16,7 +16,12 @@ from fastact._backends.numba import cache, fastmath
 
 cache.install()
 
-def _jit(body):
+# Helpers the kernels call, never Python: no CPython or cfunc wrapper is
+# built for them (building those was much of each first call's compile time).
+_INNER = dict(no_cpython_wrapper=True, no_cfunc_wrapper=True)
+
+
+def _jit(body, **inner):
     """A kernel over whole arrays or any chunk of them (library.py runs the
     chunks on threads). error_model="numpy": IEEE division (x / 0 is inf or
     nan), as the C++ kernels, and no division check in the loop, which is
@@ -24,14 +29,20 @@ def _jit(body):
     polynomials in fastmath.py are written for it), nothing that touches NaN
     or inf. Compiled serially: parallel=True took seconds more per kernel to
     compile, on every first call after an install."""
-    return numba.njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"})(body)
+    return numba.njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"}, **inner)(body)
+
+
+def _helper(body):
+    """A loop the kernels call (as _jit, without Python wrappers)."""
+    return _jit(body, **_INNER)
 
 
 def _reduction(body):
     """A row reduction the kernels call: "reassoc" lets LLVM split the sum
     over vector lanes (it keeps a float sum in order otherwise, one add at a
     time); the lanes' partial sums are float64."""
-    return numba.njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract", "reassoc"})(body)
+    return numba.njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract", "reassoc"},
+                      **_INNER)(body)
 
 
 @_reduction
@@ -50,12 +61,14 @@ def _dot(a, b):
     return s
 
 
-@_jit
+@_helper
 def _row_max(row):
     """max over a row, NaN skipped (the NaN reaches the row through its exp),
     -inf for an empty or all -inf row. Kept in 16 running maxima, which LLVM
     vectorizes; a single running max is a chain of dependent compares."""
-    lanes = np.full(16, -np.inf, dtype=row.dtype)
+    lanes = np.empty(16, dtype=row.dtype)
+    for j in range(16):  # (np.full would compile its own implementation first)
+        lanes[j] = -np.inf
     body = row.size - row.size % 16
     for c in range(0, body, 16):
         for j in range(16):
@@ -69,7 +82,7 @@ def _row_max(row):
     return m
 
 
-@_jit
+@_helper
 def _exp_shifted(row, m, out):
     for c in range(row.size):
         out[c] = fastmath.exp(row[c] - m)

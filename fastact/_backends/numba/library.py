@@ -11,6 +11,7 @@ where the derivative allows; when the backward itself is being recorded
 import concurrent.futures
 import math
 import os
+import warnings
 from typing import Optional, Tuple
 
 import numpy as np
@@ -127,8 +128,23 @@ def _same_layout(name: str, g: Tensor, saved: Tensor) -> None:
 
 # ---- custom ops ---------------------------------------------------------------
 
+# The ops' kernels, registered a second time without custom_op's wrapper
+# (below).
+_direct = torch.library.Library(NAMESPACE, "FRAGMENT")
+
+
 def _op(name, mutates_args=()):
-    return torch.library.custom_op(f"{NAMESPACE}::{name}", mutates_args=mutates_args)
+    """A custom op (schema, fake-kernel and autograd registration) whose
+    kernel is the plain function: custom_op's wrapper checks the outputs'
+    aliasing on every call and imports torch._dynamo on the first (1.8 s
+    here; a model on the Numba backend that never compiles need not pay it)."""
+    def define(fn):
+        op = torch.library.custom_op(f"{NAMESPACE}::{name}", mutates_args=mutates_args)(fn)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="(?s).*Overriding a previously registered kernel")
+            _direct.impl(name, fn, "CompositeExplicitAutograd")
+        return op
+    return define
 
 
 @_op("relu")
