@@ -156,8 +156,7 @@ at::Tensor gelu_backward(const at::Tensor& grad_output, const at::Tensor& self, 
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, self.scalar_type(), "gelu_backward", [&] {
     using Vec = typename VecIO<scalar_t>::Vec;
     using Acc = acc_t<scalar_t>;
-    const Vec half(0.5), one(1), three(3), beta(static_cast<Acc>(kGeluBeta)), kappa(static_cast<Acc>(kGeluKappa)),
-        rsqrt2pi(Acc(0.3989422804014327)), minus_half(-0.5);
+    const Vec half(0.5), one(1), three(3), beta(static_cast<Acc>(kGeluBeta)), kappa(static_cast<Acc>(kGeluKappa));
     map_elementwise<scalar_t, 2>({grad_output, self}, grad_input, [=](Vec g, Vec x) {
       if (use_tanh) {
         const Vec x_sq = x * x;
@@ -166,10 +165,7 @@ at::Tensor gelu_backward(const at::Tensor& grad_output, const at::Tensor& self, 
         const Vec right_derivative = half * x * (one - t * t) * beta * (one + three * kappa * x_sq);
         return g * (left_derivative + right_derivative);
       }
-      const Vec gauss = vec_exp(minus_half * x * x);  // the density's, and the CDF's
-      const Vec cdf = vec_normal_cdf(x, gauss);
-      const Vec pdf = gauss * rsqrt2pi;
-      return g * (cdf + x * pdf);
+      return g * vec_gelu_slope(x);
     });
   });
   return grad_input;

@@ -27,6 +27,7 @@
 
 #include <algorithm>
 #include <functional>
+#include <limits>
 #include <cstdint>
 #include <type_traits>
 
@@ -170,6 +171,21 @@ C10_ALWAYS_INLINE __m512 table_polynomial(const float (&table)[kTableDegree + 3]
   for (int row = kTableDegree + 1; row >= 2; --row) q = _mm512_fmadd_ps(q, t, coefficient(row));
   return _mm512_fmadd_ps(q, t, coefficient(1));
 }
+
+// x > 0 ? 1 - f(|x|) : f(|x|), for the tables of [0, 8) in quarter binades
+// (the normal CDF's and GELU slope's tails): indexed by max(|x|, 2^-5), their
+// first interval being fitted from 0; f is taken as 0 from 8 on (it is below
+// 1e-13 there), so GELU(-inf) is -inf * 0 = NaN as in torch. NaN fails that
+// test and takes max's second operand, so it stays NaN through the index and t.
+C10_ALWAYS_INLINE Vectorized<float> reflected_tail_table(const float (&table)[kTableDegree + 3][32],
+                                                         const Vectorized<float>& x) {
+  using Vec = Vectorized<float>;
+  const __m512 magnitude = x.abs();
+  const Vec f(_mm512_maskz_mov_ps(
+      _mm512_cmp_ps_mask(magnitude, _mm512_set1_ps(8.f), _CMP_NGE_UQ),  // below 8, or NaN
+      table_polynomial<21>(table, magnitude, _mm512_max_ps(_mm512_set1_ps(0x1p-5f), magnitude))));
+  return Vec::blendv(f, Vec(1.f) - f, x > Vec(0.f));
+}
 #endif
 
 // tanh in float32 vectors, within 1 ulp of the correctly rounded value
@@ -217,11 +233,9 @@ C10_ALWAYS_INLINE Vectorized<Acc> vec_tanh(const Vectorized<Acc>& x) {
 // The standard normal CDF Phi(x) = (1 + erf(x / sqrt 2)) / 2 in float32
 // vectors, from h = Phi(-|x|) (Phi(x) = 1 - h for x > 0, so the negative
 // side's 1 + erf cancels nothing).
-// AVX-512: h from table_polynomial over |x| in [0, 8), four intervals per
-// binade (absolute error below 1e-9; h < 7e-16 beyond, taken as 0, so
-// GELU(-inf) is -inf * 0 = NaN as in torch). No exp and no division: GELU's forward at cache-resident sizes
-// went from 0.7-0.9x of torch's (oneDNN's JIT GELU, the formula below) to
-// ahead of it.
+// AVX-512: h from reflected_tail_table (absolute error below 1e-9), with
+// no exp and no division: GELU's forward at cache-resident sizes went from
+// 0.7-0.9x of torch's (oneDNN's JIT GELU, the formula below) to ahead of it.
 // Elsewhere: Abramowitz & Stegun 7.1.26, the erf of at::vec's float
 // Vectorized::erf and of oneDNN's GELU (which torch's GELU calls):
 // erf(z) = 1 - t P(t) exp(-z^2), t = 1 / (1 + p|z|), absolute error below
@@ -235,12 +249,7 @@ C10_ALWAYS_INLINE Vectorized<Acc> vec_normal_cdf(const Vectorized<Acc>& x, const
     const Vec one(1.f);
 #if defined(CPU_CAPABILITY_AVX512)
     (void)gauss;
-    const __m512 magnitude = x.abs();
-    // NaN takes max's second operand, so stays NaN for the index and t
-    const __m512 h = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(magnitude, _mm512_set1_ps(8.f), _CMP_LT_OQ),
-                                         table_polynomial<21>(kNormalTailTable, magnitude,
-                                                              _mm512_max_ps(_mm512_set1_ps(0x1p-5f), magnitude)));
-    return Vec::blendv(Vec(h), one - Vec(h), x > Vec(0.f));
+    return reflected_tail_table(kNormalTailTable, x);
 #else
     const Vec t = one / at::vec::fmadd(Vec(0.3275911f * float(M_SQRT1_2)), x.abs(), one);
     // A&S's coefficients halved
@@ -259,16 +268,27 @@ C10_ALWAYS_INLINE Vectorized<Acc> vec_normal_cdf(const Vectorized<Acc>& x, const
 }
 template <typename Acc>
 C10_ALWAYS_INLINE Vectorized<Acc> vec_normal_cdf(const Vectorized<Acc>& x) {
-  using Vec = Vectorized<Acc>;
-  if constexpr (std::is_same_v<Acc, float>) {
-#if defined(CPU_CAPABILITY_AVX512)
-    return vec_normal_cdf(x, x);  // the table needs no exp(-x^2 / 2)
-#else
-    return vec_normal_cdf(x, vec_exp(Vec(-0.5f) * x * x));
+#if !defined(CPU_CAPABILITY_AVX512)  // (the AVX-512 table needs no exp(-x^2 / 2))
+  if constexpr (std::is_same_v<Acc, float>) return vec_normal_cdf(x, vec_exp(Vectorized<Acc>(-0.5f) * x * x));
 #endif
-  } else {
-    return vec_normal_cdf(x, x);
+  return vec_normal_cdf(x, x);  // (double: Sleef's erf)
+}
+
+// GELU's derivative d/dx x Phi(x) = Phi(x) + x phi(x). AVX-512 float32: one
+// table, Phi(-u) - u phi(u) for u = |x| (reflected_tail_table; no exp), NaN
+// at +-inf as torch's (inf * phi(inf) = inf * 0).
+// Elsewhere from exp(-x^2 / 2), shared by Phi (vec_normal_cdf) and phi.
+template <typename Acc>
+C10_ALWAYS_INLINE Vectorized<Acc> vec_gelu_slope(const Vectorized<Acc>& x) {
+  using Vec = Vectorized<Acc>;
+#if defined(CPU_CAPABILITY_AVX512)
+  if constexpr (std::is_same_v<Acc, float>) {
+    return Vec::blendv(reflected_tail_table(kGeluSlopeTable, x), Vec(std::numeric_limits<float>::quiet_NaN()),
+                       x.abs() == Vec(std::numeric_limits<float>::infinity()));
   }
+#endif
+  const Vec gauss = vec_exp(Vec(Acc(-0.5)) * x * x);
+  return vec_normal_cdf(x, gauss) + x * gauss * Vec(Acc(0.3989422804014327));  // 1 / sqrt(2 pi)
 }
 
 // Reduction operators, as functions to pass to reductions.
