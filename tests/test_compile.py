@@ -60,3 +60,19 @@ def test_dynamic_shapes():
     for n in (3, 5, 9):
         x = torch.randn(n, 7)
         torch.testing.assert_close(fn(x), TF.log_softmax(TF.leaky_relu(x), 1))
+
+
+@pytest.mark.parametrize("strict", [True, False])
+def test_export_records_fastact_ops(strict):
+    """torch.export, strict (dynamo) and non-strict (Python run under fake
+    tensors: the eager bindings' dispatcher calls are what it records)."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(6, 8), fastact.Tanh(), torch.nn.Linear(8, 8), fastact.Sigmoid(),
+                                torch.nn.Linear(8, 4), fastact.GELU(), fastact.LogSoftmax(dim=-1))
+    x = torch.randn(5, 6)
+    exported = torch.export.export(model, (x,), strict=strict)
+    ns = {"cpp": "fastact", "numba": "fastact_numba"}[fastact.backend().name]
+    targets = [str(n.target) for n in exported.graph.nodes]
+    for op in ("tanh", "sigmoid", "gelu", "log_softmax"):
+        assert any(t.startswith(f"{ns}.{op}.") for t in targets), (op, targets)
+    torch.testing.assert_close(exported.module()(x), model(x))

@@ -184,14 +184,17 @@ def leaky_relu_backward(grad_output: Tensor, self_or_result: Tensor, negative_sl
                       (grad_output, self_or_result), float(negative_slope))
 
 
-def _promoted(x: Tensor) -> Tensor:
-    # sigmoid/tanh of integers and bools: the default float dtype, as torch
+def _promoted(name: str, x: Tensor) -> Tensor:
+    # sigmoid/tanh of integers and bools: the default float dtype, as torch;
+    # complex: the C++ kernels' error (fastact.functional then calls torch's)
+    if x.is_complex():
+        raise _checks.not_implemented_for(name, x.dtype)
     return x if x.is_floating_point() else x.to(torch.get_default_dtype())
 
 
 @_op("sigmoid")
 def sigmoid(self: Tensor) -> Tensor:
-    x = _promoted(self)
+    x = _promoted("sigmoid", self)
     return _pointwise("sigmoid", kernels.sigmoid, x, (x,))
 
 
@@ -203,7 +206,7 @@ def sigmoid_backward(grad_output: Tensor, result: Tensor) -> Tensor:
 
 @_op("tanh")
 def tanh(self: Tensor) -> Tensor:
-    x = _promoted(self)
+    x = _promoted("tanh", self)
     return _pointwise("tanh", kernels.tanh, x, (x,))
 
 
