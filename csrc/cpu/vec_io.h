@@ -155,16 +155,15 @@ C10_ALWAYS_INLINE Vectorized<Acc> vec_exp(const Vectorized<Acc>& x) {
 // f(|x|) from one of csrc/cpu/vec_tables.h's tables of 32 degree-7
 // polynomials (two or four per binade of |x|; see tools/vec_tables.py): the
 // index is the bits of `index_from` (|x|, or |x| clamped into the table's
-// range) shifted right by kShift (22 or 21: the exponent and the first one or
-// two mantissa bits), whose low 5 bits vpermt2ps reads, so each coefficient
-// for 16 lanes is one permute of a register pair. f(s + t) = f(s) + t q(t)
-// around a centre s whose f is a float, so only the small term is rounded.
-template <int kShift>
-C10_ALWAYS_INLINE __m512 table_polynomial(const float (&table)[kTableDegree + 3][32], __m512 magnitude,
-                                          __m512 index_from) {
-  const __m512i index = _mm512_srli_epi32(_mm512_castps_si512(index_from), kShift);
+// range) shifted right by table.shift (22 or 21: the exponent and the first
+// one or two mantissa bits), whose low 5 bits vpermt2ps reads, so each
+// coefficient for 16 lanes is one permute of a register pair.
+// f(s + t) = f(s) + t q(t) around a centre s whose f is a float, so only the
+// small term is rounded.
+C10_ALWAYS_INLINE __m512 table_polynomial(const PolynomialTable& table, __m512 magnitude, __m512 index_from) {
+  const __m512i index = _mm512_srli_epi32(_mm512_castps_si512(index_from), table.shift);
   const auto coefficient = [&](int row) {
-    return _mm512_permutex2var_ps(_mm512_load_ps(table[row]), index, _mm512_load_ps(table[row] + 16));
+    return _mm512_permutex2var_ps(_mm512_load_ps(table.rows[row]), index, _mm512_load_ps(table.rows[row] + 16));
   };
   const __m512 t = _mm512_sub_ps(magnitude, coefficient(0));
   __m512 q = coefficient(kTableDegree + 2);
@@ -172,18 +171,18 @@ C10_ALWAYS_INLINE __m512 table_polynomial(const float (&table)[kTableDegree + 3]
   return _mm512_fmadd_ps(q, t, coefficient(1));
 }
 
-// x > 0 ? 1 - f(|x|) : f(|x|), for the tables of [0, 8) in quarter binades
-// (the normal CDF's and GELU slope's tails): indexed by max(|x|, 2^-5), their
-// first interval being fitted from 0; f is taken as 0 from 8 on (it is below
-// 1e-13 there), so GELU(-inf) is -inf * 0 = NaN as in torch. NaN fails that
-// test and takes max's second operand, so it stays NaN through the index and t.
-C10_ALWAYS_INLINE Vectorized<float> reflected_tail_table(const float (&table)[kTableDegree + 3][32],
-                                                         const Vectorized<float>& x) {
+// x > 0 ? 1 - f(|x|) : f(|x|), for the tables of [0, limit) whose first
+// interval is fitted from 0 (the normal CDF's and GELU slope's tails, limit
+// 8): indexed by max(|x|, first); f is taken as 0 from the limit on (it is
+// below 1e-13 there), so GELU(-inf) is -inf * 0 = NaN as in torch. NaN fails
+// that test and takes max's second operand, so it stays NaN through the
+// index and t.
+C10_ALWAYS_INLINE Vectorized<float> reflected_tail_table(const PolynomialTable& table, const Vectorized<float>& x) {
   using Vec = Vectorized<float>;
   const __m512 magnitude = x.abs();
   const Vec f(_mm512_maskz_mov_ps(
-      _mm512_cmp_ps_mask(magnitude, _mm512_set1_ps(8.f), _CMP_NGE_UQ),  // below 8, or NaN
-      table_polynomial<21>(table, magnitude, _mm512_max_ps(_mm512_set1_ps(0x1p-5f), magnitude))));
+      _mm512_cmp_ps_mask(magnitude, _mm512_set1_ps(table.limit), _CMP_NGE_UQ),  // below the limit, or NaN
+      table_polynomial(table, magnitude, _mm512_max_ps(_mm512_set1_ps(table.first), magnitude))));
   return Vec::blendv(f, Vec(1.f) - f, x > Vec(0.f));
 }
 #endif
@@ -194,8 +193,9 @@ C10_ALWAYS_INLINE Vectorized<float> reflected_tail_table(const float (&table)[kT
 // AVX-512: table_polynomial over |x| in [2^-12, 16), a permute per
 // coefficient instead of an exp and a division: about 2x cheaper than the
 // formula below, which left tanh at 0.6x of torch's (MKL's) at
-// cache-resident sizes. Below 2^-12 tanh(x) rounds to x, from 9.1 on to 1
-// (blended: the index wraps there). NaN goes through and stays NaN.
+// cache-resident sizes. Below the table's first (2^-12) tanh(x) rounds to x,
+// from its limit (9.1) on to 1 (blended: the index wraps there). NaN goes
+// through and stays NaN.
 // AVX2 and the baseline: for |x| >= 0.625, 1 - 2 / (exp(2|x|) + 1), which
 // cancels nothing there (tanh >= 0.55) and reaches 1 once exp overflows;
 // below, Cephes' odd polynomial x + x z P(z), z = x^2.
@@ -206,11 +206,11 @@ C10_ALWAYS_INLINE Vectorized<Acc> vec_tanh(const Vectorized<Acc>& x) {
     using Vec = Vectorized<float>;
     const Vec magnitude = x.abs();
 #if defined(CPU_CAPABILITY_AVX512)
-    __m512 result = table_polynomial<22>(kTanhTable, magnitude, magnitude);
-    result = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(magnitude, _mm512_set1_ps(0x1p-12f), _CMP_LT_OQ), result,
-                                  magnitude);
-    result = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(magnitude, _mm512_set1_ps(9.1f), _CMP_GE_OQ), result,
-                                  _mm512_set1_ps(1.f));
+    __m512 result = table_polynomial(kTanhTable, magnitude, magnitude);
+    result = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(magnitude, _mm512_set1_ps(kTanhTable.first), _CMP_LT_OQ),
+                                  result, magnitude);
+    result = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(magnitude, _mm512_set1_ps(kTanhTable.limit), _CMP_GE_OQ),
+                                  result, _mm512_set1_ps(1.f));
     return Vec(result) | (x & Vec(-0.f));
 #else
     const Vec one(1.f), two(2.f);

@@ -7,12 +7,12 @@ float64 arguments keep libm's (float64 is the accuracy dtype; nothing here
 would make it faster and stay accurate).
 
 The polynomials are the C++ backend's AVX2 and baseline ones (csrc/cpu/vec_io.h;
-its AVX-512 tanh and Phi read tables of polynomials with vpermt2ps, which
-LLVM would not make of a Numba loop), so the backends answer alike: exp within 1 ulp (Cody-Waite reduction, degree-7 Taylor, 2^n
-built from its bits in two halves so that overflow gives inf and the result
-underflows to 0 past -104), tanh within 1 ulp, and Phi = (1 + erf(x/sqrt2)) / 2
-by Abramowitz & Stegun 7.1.26 (absolute error below 1.5e-7, the formula of
-torch's own vectorized erf)."""
+its AVX-512 tanh and Phi read tables of polynomials with vpermt2ps, which LLVM
+would not make of a Numba loop): exp within 1 ulp (Cody-Waite reduction,
+degree-7 Taylor, 2^n built from its bits in two halves so that overflow gives
+inf and the result underflows to 0 past -104), tanh within 1 ulp, and
+Phi = (1 + erf(x/sqrt2)) / 2 by Abramowitz & Stegun 7.1.26 (absolute error
+below 1.5e-7, the formula of torch's own vectorized erf)."""
 import math
 
 import numpy as np

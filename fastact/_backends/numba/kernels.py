@@ -16,33 +16,30 @@ from fastact._backends.numba import cache, fastmath
 
 cache.install()
 
-# Helpers the kernels call, never Python: no CPython or cfunc wrapper is
-# built for them (building those was much of each first call's compile time).
-_INNER = dict(no_cpython_wrapper=True, no_cfunc_wrapper=True)
-
-
-def _jit(body, **inner):
+def _jit(body, fastmath=frozenset({"contract"}), wrappers=True):
     """A kernel over whole arrays or any chunk of them (library.py runs the
     chunks on threads). error_model="numpy": IEEE division (x / 0 is inf or
     nan), as the C++ kernels, and no division check in the loop, which is
     what lets LLVM vectorize it; "contract": a * b + c may fuse (the
     polynomials in fastmath.py are written for it), nothing that touches NaN
     or inf. Compiled serially: parallel=True took seconds more per kernel to
-    compile, on every first call after an install."""
-    return numba.njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"}, **inner)(body)
+    compile, on every first call after an install. wrappers=False for the
+    helpers the kernels call and Python never does: building the CPython and
+    cfunc wrappers was much of each first call's compile time."""
+    return numba.njit(cache=True, nogil=True, error_model="numpy", fastmath=set(fastmath),
+                      no_cpython_wrapper=not wrappers, no_cfunc_wrapper=not wrappers)(body)
 
 
 def _helper(body):
-    """A loop the kernels call (as _jit, without Python wrappers)."""
-    return _jit(body, **_INNER)
+    """A loop the kernels call."""
+    return _jit(body, wrappers=False)
 
 
 def _reduction(body):
     """A row reduction the kernels call: "reassoc" lets LLVM split the sum
     over vector lanes (it keeps a float sum in order otherwise, one add at a
     time); the lanes' partial sums are float64."""
-    return numba.njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract", "reassoc"},
-                      **_INNER)(body)
+    return _jit(body, fastmath={"contract", "reassoc"}, wrappers=False)
 
 
 @_reduction
