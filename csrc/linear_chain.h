@@ -58,4 +58,8 @@ std::vector<at::Tensor> chain_backward(const at::Tensor& grad_output, const at::
                                        at::ArrayRef<double> negative_slopes, at::IntArrayRef needs,
                                        const SmallBackward& small);
 
+// The losses _linear_chain_loss_grad applies to the chain's last output, by
+// code (the order of _spec.CHAIN_LOSSES).
+enum class ChainLoss : int64_t { CrossEntropy = 0, Mse = 1 };
+
 }  // namespace fastact::linear_chain

@@ -9,11 +9,14 @@
 
 #include <optional>
 #include <tuple>
+#include <vector>
 
 namespace fastact {
 
 // The C++ type of a schema's "-> (Tensor, Tensor)".
 using TensorPair = std::tuple<at::Tensor, at::Tensor>;
+// ... and of "-> (Tensor, Tensor[])".
+using TensorAndList = std::tuple<at::Tensor, std::vector<at::Tensor>>;
 
 template <typename Signature>
 c10::TypedOperatorHandle<Signature> lookup_op(const char* name) {

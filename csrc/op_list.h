@@ -179,3 +179,22 @@ FASTACT_OP(_linear_chain_backward,
            (const at::Tensor& grad_output, const at::Tensor& input, at::TensorList outputs, at::TensorList weights,
             at::IntArrayRef activations, at::ArrayRef<double> negative_slopes, at::IntArrayRef needs),
            (grad_output, input, outputs, weights, activations, negative_slopes, needs))
+// The forward, a loss, its gradient and the backward of a chain, one call
+// with no autograd graph (fastact.TrainStep's step): loss 0 is cross_entropy
+// over the last output [rows, classes] (class_weight, reduction,
+// ignore_index and label_smoothing as cross_entropy's), 1 mse_loss against
+// a target of the last output's shape. reduction 1 (mean) or 2 (sum): the
+// loss is a scalar. Returns the loss and the gradients as
+// _linear_chain_backward returns them, for an incoming gradient of 1.
+FASTACT_OP(_linear_chain_loss_grad,
+           "_linear_chain_loss_grad(Tensor input, Tensor target, Tensor[] weights, Tensor?[] biases, "
+           "int[] activations, float[] negative_slopes, int[] needs, int loss, Tensor? class_weight, "
+           "int reduction, int ignore_index, float label_smoothing) -> (Tensor, Tensor[])",
+           fastact::TensorAndList,
+           (const at::Tensor& input, const at::Tensor& target, at::TensorList weights,
+            const c10::List<std::optional<at::Tensor>>& biases, at::IntArrayRef activations,
+            at::ArrayRef<double> negative_slopes, at::IntArrayRef needs, int64_t loss,
+            const std::optional<at::Tensor>& class_weight, int64_t reduction, int64_t ignore_index,
+            double label_smoothing),
+           (input, target, weights, biases, activations, negative_slopes, needs, loss, class_weight, reduction,
+            ignore_index, label_smoothing))

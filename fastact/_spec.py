@@ -72,6 +72,10 @@ AUTOCAST = {
              "softmax": "float32", "log_softmax": "float32"},
 }
 
+# The losses fastact.TrainStep's chain op takes, in the order of its codes
+# (csrc/linear_chain.h ChainLoss).
+CHAIN_LOSSES = ("cross_entropy", "mse_loss")
+
 # torch's reduction enum (torch.nn._reduction.get_enum)
 REDUCTION_NONE, REDUCTION_MEAN, REDUCTION_SUM = 0, 1, 2
 
@@ -82,8 +86,9 @@ SELU_SCALE = 1.0507009873554804934193349852946
 # The ops of csrc/op_list.h that are not part of the API above (C++ only:
 # the Numba backend does without them): the fused losses' backward, and
 # fastact.optim's steps (fastact/optim.py calls them), fastact.fuse's chains of
-# layers (modules.FusedLinear).
-LISTED_PRIVATE_OPS = ("_scale_grad_", "_sgd_step_", "_adam_step_", "_linear_chain", "_linear_chain_backward")
+# layers (modules.FusedLinear) and fastact.TrainStep's step over a chain.
+LISTED_PRIVATE_OPS = ("_scale_grad_", "_sgd_step_", "_adam_step_", "_linear_chain", "_linear_chain_backward",
+                      "_linear_chain_loss_grad")
 # Every op of the C++ library outside the API: those, the build's
 # description, the CPU output cache and a test probe.
 PRIVATE_OPS = ("_build_info", "_empty_cache", "_cached_bytes", "_vec_exp") + LISTED_PRIVATE_OPS

@@ -36,7 +36,8 @@ LAYERS = {
     "fastact.modules": 8,
     "fastact.optim": 8,
     "fastact.surgery": 9,
-    "fastact": 10,
+    "fastact.train_step": 10,
+    "fastact": 11,
     "fastact._C": 0,  # the compiled extension: imports nothing of ours
 }
 APPS = 20  # every fastact_apps module

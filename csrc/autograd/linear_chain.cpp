@@ -151,8 +151,23 @@ std::vector<at::Tensor> linear_chain(const at::Tensor& input, at::TensorList wei
   return outputs;
 }
 
+// The chain's step is never recorded, whatever needs a gradient: its
+// gradients are its outputs (fastact.TrainStep's step bypasses autograd).
+TensorAndList linear_chain_loss_grad(const at::Tensor& input, const at::Tensor& target, at::TensorList weights,
+                                     const c10::List<std::optional<at::Tensor>>& biases,
+                                     at::IntArrayRef activations, at::ArrayRef<double> negative_slopes,
+                                     at::IntArrayRef needs, int64_t loss, const std::optional<at::Tensor>& class_weight,
+                                     int64_t reduction, int64_t ignore_index, double label_smoothing) {
+  at::AutoDispatchBelowADInplaceOrView below;
+  return ops::_linear_chain_loss_grad(input, target, weights, biases, activations, negative_slopes, needs, loss,
+                                      class_weight, reduction, ignore_index, label_smoothing);
+}
+
 }  // namespace
 
-TORCH_LIBRARY_IMPL(fastact, Autograd, m) { m.impl("_linear_chain", &linear_chain); }
+TORCH_LIBRARY_IMPL(fastact, Autograd, m) {
+  m.impl("_linear_chain", &linear_chain);
+  m.impl("_linear_chain_loss_grad", &linear_chain_loss_grad);
+}
 
 }  // namespace fastact::autograd

@@ -1,12 +1,16 @@
 // The layer chain's drivers (linear_chain.h) and its kernels for every device
 // but CPU (CompositeExplicitAutograd: CUDA, and Meta, so torch.compile traces
 // it): each layer with torch's own arithmetic, so values and gradients are
-// those of the unfused nn.Linear + activation layers.
+// those of the unfused nn.Linear + activation layers. The chain's step
+// (_linear_chain_loss_grad) is a composition of ops on every device.
 #include "linear_chain.h"
 #include "op_handles.h"
 
 #include <ATen/ops/empty.h>
 #include <ATen/ops/mm.h>
+#include <ATen/ops/mse_loss.h>
+#include <ATen/ops/mse_loss_backward.h>
+#include <ATen/ops/ones_like.h>
 #include <ATen/ops/sum.h>
 #include <torch/library.h>
 
@@ -159,11 +163,44 @@ std::vector<at::Tensor> linear_chain_backward(const at::Tensor& grad_output, con
   return chain_backward(grad_output, input, outputs, weights, activations, negative_slopes, needs, nullptr);
 }
 
+// The ops in turn, each to its device's kernel: what loss.backward() would
+// compute through the chain's node and the loss's, without the graph. The
+// loss gradient is torch's for an incoming 1 (mse_loss_backward, as its
+// autograd formula; cross_entropy writes its own in the forward pass).
+TensorAndList linear_chain_loss_grad(const at::Tensor& input, const at::Tensor& target, at::TensorList weights,
+                                     const c10::List<std::optional<at::Tensor>>& biases,
+                                     at::IntArrayRef activations, at::ArrayRef<double> negative_slopes,
+                                     at::IntArrayRef needs, int64_t loss, const std::optional<at::Tensor>& class_weight,
+                                     int64_t reduction, int64_t ignore_index, double label_smoothing) {
+  TORCH_CHECK_VALUE(reduction == 1 || reduction == 2,
+                    "fastact._linear_chain_loss_grad: reduction must be 1 (mean) or 2 (sum), a scalar loss; got ",
+                    reduction);
+  TORCH_CHECK_VALUE(loss == int64_t(ChainLoss::CrossEntropy) || loss == int64_t(ChainLoss::Mse),
+                    "fastact._linear_chain_loss_grad: loss must be 0 (cross_entropy) or 1 (mse_loss), got ", loss);
+  const std::vector<at::Tensor> outputs = ops::_linear_chain(input, weights, biases, activations, negative_slopes);
+  const at::Tensor& out = outputs.back();
+  at::Tensor value, grad;
+  if (loss == int64_t(ChainLoss::CrossEntropy)) {
+    TORCH_CHECK(out.dim() == 2, "fastact._linear_chain_loss_grad: cross_entropy takes the chain's output as "
+                "[rows, classes], got ", out.dim(), "-D");
+    std::tie(value, grad) =
+        ops::cross_entropy(out, target, class_weight, reduction, ignore_index, label_smoothing, true);
+  } else {
+    TORCH_CHECK_VALUE(!class_weight.has_value(), "fastact._linear_chain_loss_grad: mse_loss takes no class_weight");
+    TORCH_CHECK(target.sizes() == out.sizes(), "fastact._linear_chain_loss_grad: mse_loss needs a target of the "
+                "output's shape ", out.sizes(), ", got ", target.sizes());
+    value = at::mse_loss(out, target, reduction);
+    grad = at::mse_loss_backward(at::ones_like(value), out, target, reduction);
+  }
+  return {value, ops::_linear_chain_backward(grad, input, outputs, weights, activations, negative_slopes, needs)};
+}
+
 }  // namespace
 
 TORCH_LIBRARY_IMPL(fastact, CompositeExplicitAutograd, m) {
   m.impl("_linear_chain", &linear_chain);
   m.impl("_linear_chain_backward", &linear_chain_backward);
+  m.impl("_linear_chain_loss_grad", &linear_chain_loss_grad);
 }
 
 }  // namespace fastact::linear_chain

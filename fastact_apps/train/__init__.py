@@ -3,14 +3,16 @@
 Both start from the same weights, see the same data and use the same
 optimizer settings; the fastact side is `fastact.fuse(model)` (its Linear +
 activation layers as one chain) with fastact's loss and fastact.optim's
-class of the notebook's optimizer. The two are trained in lockstep in
+class of the notebook's optimizer, each step one fastact.TrainStep call
+(zero_grad, forward, loss, backward and the optimizer's step, without the
+autograd engine; --autograd-step: the same step through loss.backward()). The two are trained in lockstep in
 this process, taking turns step by step, and the table gives steps/s for
 each, the speedup, the final loss and accuracy of each, and how many leading
 steps' losses agree to 1e-4 (see `agreement` for what "agree" requires).
 
     fastact train [--model NAME ...] [--epochs N] [--device cpu|cuda]
                             [--compile] [--optimizer-impl default|foreach|fused]
-                            [--plot out.png] [--json out.json]
+                            [--autograd-step] [--plot out.png] [--json out.json]
 
 Under torchrun (WORLD_SIZE > 1) each model trains with DistributedDataParallel
 instead, every rank on its share of each batch (gloo on CPU, nccl on CUDA):
@@ -43,7 +45,7 @@ def main(args) -> int:
         from fastact_apps.train.profiling import profile
 
         for name in names:
-            print(profile(name, optimizer_impl=args.optimizer_impl), end="\n\n")
+            print(profile(name, optimizer_impl=args.optimizer_impl, train_step=not args.autograd_step), end="\n\n")
         return 0
     rows, models = [], {}
     from tqdm.auto import tqdm
@@ -52,9 +54,11 @@ def main(args) -> int:
     for name in tqdm(names, desc="models", unit="model", disable=None if show else True, file=sys.stderr):
         rows.append(compare(name, args.epochs, device=args.device, compile=args.compile,
                             optimizer_impl=args.optimizer_impl, progress=show,
-                            keep_models=models if (args.plot or args.save) else None))
+                            keep_models=models if (args.plot or args.save) else None,
+                            train_step=not args.autograd_step))
     settings = (f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {args.device}, "
                 f"optimizers: torch's {args.optimizer_impl} implementation (fastact: fastact.optim), "
+                f"fastact step: {'autograd' if args.autograd_step else 'fastact.TrainStep'}, "
                 f"fastact backend: {fastact.backend().name}")
     print(settings)
     print(format_table(rows))
@@ -84,6 +88,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--optimizer-impl", choices=["default", "foreach", "fused"], default="default",
                         help="torch's optimizer implementation (default: the notebooks' own, i.e. torch's "
                              "default); fastact's side uses fastact.optim's class with the same option")
+    parser.add_argument("--autograd-step", action="store_true",
+                        help="fastact's side steps through loss.backward() (fuse + fastact.optim) instead of "
+                             "fastact.TrainStep")
     parser.add_argument("--plot", help="write loss curves and decision regions to this image")
     parser.add_argument("--json", help="also write the results here")
     parser.add_argument("--save", metavar="DIR", help="write each fastact-trained model's state_dict to DIR/<model>.pt")

@@ -1,9 +1,8 @@
 """The floor of a fastact training step: the same math as the step (the
-layer chain forward, the fused loss with its gradient, the chain's
-backward, the optimizer's one call) as direct calls of the ops
-(torch.ops.fastact) on plain tensors: no module calls, no autograd graph or
-engine, no optimizer bookkeeping. What the step costs above it is Python
-and autograd overhead."""
+layer chain's forward, loss, gradient and backward in one op, the
+optimizer's one call) as direct calls of the ops (torch.ops.fastact) on
+plain tensors: no module calls, no optimizer bookkeeping, no Python checks.
+What the step costs above it is Python overhead."""
 import statistics
 import time
 from typing import Optional
@@ -28,12 +27,13 @@ def _layers(model: nn.Module):
     return (ws, bs, codes, slopes) if ws else None
 
 
-def _loss_and_grad(criterion, out, y):
-    if isinstance(criterion, nn.CrossEntropyLoss):
-        return torch.ops.fastact.cross_entropy(out, y, None, 1, -100, 0.0, True)
-    if isinstance(criterion, nn.MSELoss):
-        loss = torch.ops.aten.mse_loss(out, y, 1)
-        return loss, torch.ops.aten.mse_loss_backward(torch.ones_like(loss), out, y, 1)
+def _loss_arguments(criterion):
+    """The chain op's loss arguments (code, class weight, reduction,
+    ignore_index, label_smoothing) for the tutorials' default losses."""
+    if isinstance(criterion, nn.CrossEntropyLoss) and criterion.weight is None and criterion.reduction == "mean":
+        return (0, None, 1, criterion.ignore_index, criterion.label_smoothing)
+    if isinstance(criterion, nn.MSELoss) and criterion.reduction == "mean":
+        return (1, None, 1, -100, 0.0)
     return None
 
 
@@ -50,6 +50,9 @@ def step_floor(model: nn.Module, criterion: nn.Module, optimizer: torch.optim.Op
     if group["momentum" if isinstance(optimizer, fastact.optim.SGD) else "amsgrad"]:
         return None
     ops = torch.ops.fastact
+    loss_arguments = _loss_arguments(criterion)
+    if loss_arguments is None:
+        return None
     with torch.no_grad():  # copies: the real model and optimizer are left as they are
         ws = [w.detach().clone() for w in layers[0]]
         bs = [b.detach().clone() if b is not None else None for b in layers[1]]
@@ -58,13 +61,9 @@ def step_floor(model: nn.Module, criterion: nn.Module, optimizer: torch.optim.Op
         needs = [0] + [1 if t is not None else 0 for pair in zip(ws, bs) for t in pair]
         states = [[torch.zeros_like(p) for p in params] for _ in range(2)]
         steps = [torch.tensor(0.0) for _ in params]
-        if _loss_and_grad(criterion, model(x), y) is None:
-            return None
 
         def one_step():
-            outs = ops._linear_chain(x, ws, bs, codes, slopes)
-            _, grad = _loss_and_grad(criterion, outs[-1], y)
-            grads = ops._linear_chain_backward(grad, x, outs, ws, codes, slopes, needs)
+            _, grads = ops._linear_chain_loss_grad(x, y, ws, bs, codes, slopes, needs, *loss_arguments)
             grads = [g for g, need in zip(grads[1:], needs[1:]) if need]
             if isinstance(optimizer, fastact.optim.SGD):
                 ops._sgd_step_(params, grads, [], group["lr"], group["weight_decay"], 0.0, 0.0, False,

@@ -46,7 +46,7 @@ def _without_profiler_chatter():
                     sys.stderr.write(line)
 
 
-def profile(name: str, steps: int = 200, optimizer_impl: str = "default") -> str:
+def profile(name: str, steps: int = 200, optimizer_impl: str = "default", train_step: bool = True) -> str:
     """A breakdown of one training step's time, torch and fastact side by
     side: microseconds per step by group of ops (profiler self times; the
     profiler's own overhead inflates small ops a little, alike for both)."""
@@ -60,7 +60,7 @@ def profile(name: str, steps: int = 200, optimizer_impl: str = "default") -> str
     table = {}
     for kind in ("torch", "fastact"):
         model = fastact.fuse(copy.deepcopy(reference)) if kind == "fastact" else copy.deepcopy(reference)
-        trainer = Trainer(model, tutorial, kind, optimizer_impl)
+        trainer = Trainer(model, tutorial, kind, optimizer_impl, train_step)
         for _ in range(20):
             trainer.step(xb, yb)
         with _without_profiler_chatter():

@@ -72,11 +72,18 @@ def _synchronize(device: torch.device) -> None:
 class Trainer:
     """One model's optimizer, loss and history; step() runs and times one batch."""
 
-    def __init__(self, model: nn.Module, tutorial: Tutorial, kind: str, optimizer_impl: str = "default"):
+    def __init__(self, model: nn.Module, tutorial: Tutorial, kind: str, optimizer_impl: str = "default",
+                 train_step: bool = True):
         self.model = model
         self.kind = kind  # "torch", "fastact" or "compiled"
         self.criterion = fastact.swap(tutorial.loss()) if kind == "fastact" else tutorial.loss()
         self.optimizer = tutorial.make_optimizer(list(model.parameters()), optimizer_impl, ours=kind == "fastact")
+        # fastact's side: the whole step as fastact.TrainStep (the same
+        # zero_grad, forward, loss, backward and step, without the autograd
+        # engine), or (train_step=False) that step written out, through autograd
+        self.train_step = fastact.TrainStep(model, self.criterion, self.optimizer) if kind == "fastact" else None
+        if not train_step:
+            self.train_step = self.train_step.autograd_step if self.train_step else None
         self.losses: List[torch.Tensor] = []
         self.step_seconds: List[float] = []
         self.device = next(model.parameters()).device
@@ -89,10 +96,13 @@ class Trainer:
 
     def step(self, xb, yb) -> None:
         start = time.perf_counter()
-        self.optimizer.zero_grad()
-        loss = self._loss(xb, yb)
-        loss.backward()
-        self._update()
+        if self.train_step is not None:
+            loss = self.train_step(xb, yb)
+        else:
+            self.optimizer.zero_grad()
+            loss = self._loss(xb, yb)
+            loss.backward()
+            self._update()
         _synchronize(self.device)
         self.step_seconds.append(time.perf_counter() - start)
         self.losses.append(loss.detach())
@@ -113,7 +123,7 @@ def _progress(total: int, desc: str, enabled: bool):
 
 def compare(name: str, epochs: Optional[int] = None, seed: int = 0, warmup: int = 5, device: str = "cpu",
             compile: bool = False, optimizer_impl: str = "default", progress: bool = False,
-            keep_models: Optional[dict] = None) -> Row:
+            keep_models: Optional[dict] = None, train_step: bool = True) -> Row:
     """Trains the torch model and its fastact twin (and, with compile, a
     torch.compile'd copy of the torch step) in lockstep: they take turns
     step by step, first mover rotating, so warm-up and a shared machine's
@@ -133,10 +143,10 @@ def compare(name: str, epochs: Optional[int] = None, seed: int = 0, warmup: int 
 
     first = next(batches(x, y, tutorial.batch))
     for kind in kinds:  # untimed warm-up (and compilation)
-        trainer = Trainer(model_for(kind), tutorial, kind, optimizer_impl)
+        trainer = Trainer(model_for(kind), tutorial, kind, optimizer_impl, train_step)
         for _ in range(warmup):
             trainer.step(*first)
-    trainers = [Trainer(model_for(kind), tutorial, kind, optimizer_impl) for kind in kinds]
+    trainers = [Trainer(model_for(kind), tutorial, kind, optimizer_impl, train_step) for kind in kinds]
     n_epochs = epochs or tutorial.epochs
     n_batches = sum(1 for _ in batches(x, y, tutorial.batch))
     turn = 0
