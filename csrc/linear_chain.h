@@ -7,6 +7,7 @@
 // feature sizes up to kSmallFeatures).
 #pragma once
 #include "linear_act.h"
+#include "op_handles.h"
 
 #include <ATen/core/List.h>
 #include <ATen/core/Tensor.h>
@@ -61,5 +62,17 @@ std::vector<at::Tensor> chain_backward(const at::Tensor& grad_output, const at::
 // The losses _linear_chain_loss_grad applies to the chain's last output, by
 // code (the order of _spec.CHAIN_LOSSES).
 enum class ChainLoss : int64_t { CrossEntropy = 0, Mse = 1 };
+
+// Its loss code and reduction (a scalar loss: mean or sum).
+void check_chain_loss(int64_t loss, int64_t reduction);
+
+// _linear_chain_loss_grad as the ops it is made of (the chain's, the
+// loss's), on any device: the CPU kernel's fallback for what its own step
+// does not take.
+TensorAndList chain_loss_grad(const at::Tensor& input, const at::Tensor& target, at::TensorList weights,
+                              const c10::List<std::optional<at::Tensor>>& biases, at::IntArrayRef activations,
+                              at::ArrayRef<double> negative_slopes, at::IntArrayRef needs, int64_t loss,
+                              const std::optional<at::Tensor>& class_weight, int64_t reduction, int64_t ignore_index,
+                              double label_smoothing);
 
 }  // namespace fastact::linear_chain

@@ -163,20 +163,26 @@ std::vector<at::Tensor> linear_chain_backward(const at::Tensor& grad_output, con
   return chain_backward(grad_output, input, outputs, weights, activations, negative_slopes, needs, nullptr);
 }
 
+}  // namespace
+
 // The ops in turn, each to its device's kernel: what loss.backward() would
 // compute through the chain's node and the loss's, without the graph. The
 // loss gradient is torch's for an incoming 1 (mse_loss_backward, as its
 // autograd formula; cross_entropy writes its own in the forward pass).
-TensorAndList linear_chain_loss_grad(const at::Tensor& input, const at::Tensor& target, at::TensorList weights,
-                                     const c10::List<std::optional<at::Tensor>>& biases,
-                                     at::IntArrayRef activations, at::ArrayRef<double> negative_slopes,
-                                     at::IntArrayRef needs, int64_t loss, const std::optional<at::Tensor>& class_weight,
-                                     int64_t reduction, int64_t ignore_index, double label_smoothing) {
+void check_chain_loss(int64_t loss, int64_t reduction) {
   TORCH_CHECK_VALUE(reduction == 1 || reduction == 2,
                     "fastact._linear_chain_loss_grad: reduction must be 1 (mean) or 2 (sum), a scalar loss; got ",
                     reduction);
   TORCH_CHECK_VALUE(loss == int64_t(ChainLoss::CrossEntropy) || loss == int64_t(ChainLoss::Mse),
                     "fastact._linear_chain_loss_grad: loss must be 0 (cross_entropy) or 1 (mse_loss), got ", loss);
+}
+
+TensorAndList chain_loss_grad(const at::Tensor& input, const at::Tensor& target, at::TensorList weights,
+                                     const c10::List<std::optional<at::Tensor>>& biases,
+                                     at::IntArrayRef activations, at::ArrayRef<double> negative_slopes,
+                                     at::IntArrayRef needs, int64_t loss, const std::optional<at::Tensor>& class_weight,
+                                     int64_t reduction, int64_t ignore_index, double label_smoothing) {
+  check_chain_loss(loss, reduction);
   const std::vector<at::Tensor> outputs = ops::_linear_chain(input, weights, biases, activations, negative_slopes);
   const at::Tensor& out = outputs.back();
   at::Tensor value, grad;
@@ -195,12 +201,10 @@ TensorAndList linear_chain_loss_grad(const at::Tensor& input, const at::Tensor& 
   return {value, ops::_linear_chain_backward(grad, input, outputs, weights, activations, negative_slopes, needs)};
 }
 
-}  // namespace
-
 TORCH_LIBRARY_IMPL(fastact, CompositeExplicitAutograd, m) {
   m.impl("_linear_chain", &linear_chain);
   m.impl("_linear_chain_backward", &linear_chain_backward);
-  m.impl("_linear_chain_loss_grad", &linear_chain_loss_grad);
+  m.impl("_linear_chain_loss_grad", &chain_loss_grad);
 }
 
 }  // namespace fastact::linear_chain

@@ -11,6 +11,8 @@
 // the input gradient (g W). Not bit-identical to MKL's summation order: each
 // value is a dot product of at most 64 terms (forward, input gradient) or a
 // sum over the batch (weight and bias gradients), in the dtype.
+#include "checks.h"
+#include "cpu/cross_entropy.h"
 #include "cpu/vec_io.h"
 #include "cpu_shared/capability.h"
 #include "linear_chain.h"
@@ -18,6 +20,7 @@
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
 #include <ATen/ops/empty.h>
+#include <ATen/ops/scalar_tensor.h>
 #include <ATen/ops/zeros.h>
 
 #include <array>
@@ -426,11 +429,417 @@ std::vector<at::Tensor> linear_chain_backward(const at::Tensor& grad_output, con
                                       &backward_layer);
 }
 
+// ---- _linear_chain_loss_grad: the whole step on feature-major blocks -------
+//
+// With every layer small, the step runs on blocks of rows held transposed,
+// [features][rows of the block]: a block's row n sits in lane n % kStep of
+// its vector n / kStep. Every product is then a vector multiply-add over
+// rows with a broadcast weight, all lanes busy whatever the feature counts:
+//   forward  y[o] = act(b[o] + sum_k w[o][k] x[k])  (k in order, as the
+//            row-major kernel sums it)
+//   backward g'[o] = act'(g[o], y[o]); gb[o] += sum of g'[o] over rows;
+//            gw[o][k] += sum of g'[o] x[k] over rows (lane by lane, then
+//            across the lanes); g_in[k] = sum_o w[o][k] g'[o]
+// and the loss is the cross entropy kernel's own row math over the block's
+// classes, one row per lane (StridedRows, as its short rows). Nothing is
+// transposed back: the step's outputs are the loss and the gradients. Sums
+// over rows run in another order than the row-major backward's, so the
+// gradients equal the op-by-op step's within float rounding.
+
+// Outputs per register block of block_products, and of the weight gradient.
+constexpr int kOutputBlock = Vectorized<float>::size() >= 16 ? 8 : 4;
+
+// dst[o][n] = act(bias[o] + sum_k w[o * so + k * sk] src[k][n]) for o in
+// [o0, o0 + kO) and the kV vectors of rows from n0; rows of src and dst are
+// `ld` apart. bias may be null (0).
+template <typename T, int kO, int kV>
+C10_ALWAYS_INLINE void product_block(const T* w, int64_t so, int64_t sk, const T* bias, int64_t o0, int64_t ks,
+                                     const T* src, T* dst, int64_t ld, int64_t n0, Activation act,
+                                     const Vectorized<T>& slope) {
+  using Vec = Vectorized<T>;
+  constexpr int64_t kSize = Vec::size();
+  std::array<std::array<Vec, kV>, kO> acc;
+  for (int j = 0; j < kO; ++j) {
+    const Vec b(bias ? bias[o0 + j] : T(0));
+    for (int v = 0; v < kV; ++v) acc[j][v] = b;
+  }
+  for (int64_t k = 0; k < ks; ++k) {
+    std::array<Vec, kV> x;
+    for (int v = 0; v < kV; ++v) x[v] = Vec::loadu(src + k * ld + n0 + v * kSize);
+    for (int j = 0; j < kO; ++j) {
+      const Vec wv(w[(o0 + j) * so + k * sk]);
+      for (int v = 0; v < kV; ++v) acc[j][v] = at::vec::fmadd(wv, x[v], acc[j][v]);
+    }
+  }
+  for (int j = 0; j < kO; ++j) {
+    for (int v = 0; v < kV; ++v) activate(acc[j][v], act, slope).store(dst + (o0 + j) * ld + n0 + v * kSize);
+  }
+}
+
+// block_products over `outs` outputs and `vectors` vectors of rows.
+template <typename T>
+void block_products(const T* w, int64_t so, int64_t sk, const T* bias, int64_t outs, int64_t ks, const T* src,
+                    T* dst, int64_t ld, int64_t vectors, Activation act, T slope) {
+  constexpr int64_t kSize = Vectorized<T>::size();
+  const Vectorized<T> slope_vec(slope);
+  for (int64_t o0 = 0; o0 < outs;) {
+    const int64_t left = outs - o0;
+    const int64_t count = left >= kOutputBlock ? kOutputBlock : left >= 4 ? 4 : left >= 2 ? 2 : 1;
+    with_constant<1, 2, 4, kOutputBlock>(count, [&](auto o_tag) {
+      constexpr int kO = decltype(o_tag)::value;
+      int64_t v = 0;
+      for (; v + 2 <= vectors; v += 2) {
+        product_block<T, kO, 2>(w, so, sk, bias, o0, ks, src, dst, ld, v * kSize, act, slope_vec);
+      }
+      if (v < vectors) product_block<T, kO, 1>(w, so, sk, bias, o0, ks, src, dst, ld, v * kSize, act, slope_vec);
+    });
+    o0 += count;
+  }
+}
+
+// gw[o * in + k] += sum over rows of g[o][n] x[k][n], for kO outputs from o0
+// and kK inputs from k0.
+template <typename T, int kO, int kK>
+C10_ALWAYS_INLINE void weight_grad_block(const T* g, const T* x, int64_t ld, int64_t vectors, int64_t o0, int64_t k0,
+                                         int64_t in, T* gw) {
+  using Vec = Vectorized<T>;
+  constexpr int64_t kSize = Vec::size();
+  std::array<std::array<Vec, kK>, kO> acc;
+  for (auto& row : acc) row.fill(Vec(0));
+  for (int64_t v = 0; v < vectors; ++v) {
+    std::array<Vec, kK> xs;
+    for (int t = 0; t < kK; ++t) xs[t] = Vec::loadu(x + (k0 + t) * ld + v * kSize);
+    for (int j = 0; j < kO; ++j) {
+      const Vec gv = Vec::loadu(g + (o0 + j) * ld + v * kSize);
+      for (int t = 0; t < kK; ++t) acc[j][t] = at::vec::fmadd(gv, xs[t], acc[j][t]);
+    }
+  }
+  for (int j = 0; j < kO; ++j) {
+    for (int t = 0; t < kK; ++t) {
+      gw[(o0 + j) * in + k0 + t] += at::vec::vec_reduce_all<T>([](Vec& a, Vec& b) { return a + b; }, acc[j][t]);
+    }
+  }
+}
+
+template <typename T>
+void weight_grad(const T* g, const T* x, int64_t ld, int64_t vectors, int64_t out, int64_t in, T* gw) {
+  constexpr int kTile = 4;
+  auto columns = [&](int64_t o0, auto o_tag) {
+    constexpr int kO = decltype(o_tag)::value;
+    int64_t k0 = 0;
+    for (; k0 + kTile <= in; k0 += kTile) weight_grad_block<T, kO, kTile>(g, x, ld, vectors, o0, k0, in, gw);
+    for (; k0 < in; ++k0) weight_grad_block<T, kO, 1>(g, x, ld, vectors, o0, k0, in, gw);
+  };
+  int64_t o0 = 0;
+  for (; o0 + kTile <= out; o0 += kTile) columns(o0, std::integral_constant<int, kTile>());
+  for (; o0 < out; ++o0) columns(o0, std::integral_constant<int, 1>());
+}
+
+template <typename T>
+struct StepLayer {
+  const T* weight;  // [out, in], contiguous
+  const T* bias;    // [out] or null
+  int64_t in, out;
+  Layer layer;
+  bool need_weight, need_bias;
+  int64_t grad_offset;  // of this layer's weight gradient (then its bias's) in a task's partial sums
+};
+
+template <typename T>
+struct StepProblem {
+  std::vector<StepLayer<T>> layers;
+  const T* input;
+  int64_t input_row_stride, input_col_stride;
+  bool cross_entropy;
+  Problem<T> loss;          // cross entropy: x, grad and prob_target are set per vector
+  const T* dense_target;    // [rows, classes]: probabilities, or the MSE target; else null
+  T mse_scale;              // MSE: the gradient's 2 / numel (mean) or 2
+  int64_t partial_size;     // every layer's weight and bias gradient sums
+};
+
+// One task's buffers, kept between calls (per thread): a block's input, each
+// layer's output, two gradients and the dense target, all [features][block].
+template <typename T>
+std::vector<T>& step_workspace(int64_t size) {
+  thread_local std::vector<T> buffer;
+  if (int64_t(buffer.size()) < size) buffer.resize(size);
+  return buffer;
+}
+
+// Rows [row0, row0 + rows) of the step, block by block of `block` rows,
+// into `partial` (weight and bias gradient sums) and the returned loss sum.
+template <typename T>
+double step_rows(const StepProblem<T>& P, int64_t row0, int64_t rows, int64_t block, T* partial) {
+  using Vec = Vectorized<T>;
+  constexpr int64_t kSize = Vec::size();
+  const auto& layers = P.layers;
+  const int64_t classes = layers.back().out;
+  int64_t features = layers.front().in, widest = layers.front().in;
+  for (const auto& l : layers) features += l.out, widest = std::max(widest, l.out);
+  std::vector<T>& work = step_workspace<T>((features + 2 * widest + classes) * block + classes * kSize);
+  T* const x_t = work.data();
+  T* const grads[2] = {x_t + features * block, x_t + (features + widest) * block};
+  T* const target_t = grads[1] + widest * block;
+  acc_t<T>* const scratch = target_t + classes * block;
+  std::vector<T*> outputs(layers.size());
+  outputs[0] = x_t + layers.front().in * block;
+  for (size_t l = 1; l < layers.size(); ++l) outputs[l] = outputs[l - 1] + layers[l - 1].out * block;
+  double total = 0;
+  for (int64_t b0 = row0; b0 < row0 + rows; b0 += block) {
+    const int64_t n = std::min(block, row0 + rows - b0), vectors = (n + kSize - 1) / kSize;
+    // the block transposed, lanes past its rows zero
+    auto transpose_in = [&](const T* src, int64_t rs, int64_t cs, int64_t cols, T* dst) {
+      for (int64_t c = 0; c < cols; ++c) {
+        T* d = dst + c * block;
+        for (int64_t r = 0; r < n; ++r) d[r] = src[(b0 + r) * rs + c * cs];
+        std::fill(d + n, d + vectors * kSize, T(0));
+      }
+    };
+    // Lanes past the block's rows hold exact zeros in every buffer, so that
+    // they add nothing to a sum over rows (an inf weight times a zero lane
+    // would put a NaN there).
+    auto zero_tail = [&](T* rows_of, int64_t count) {
+      if (n == vectors * kSize) return;
+      for (int64_t c = 0; c < count; ++c) std::fill(rows_of + c * block + n, rows_of + c * block + vectors * kSize, T(0));
+    };
+    transpose_in(P.input, P.input_row_stride, P.input_col_stride, layers.front().in, x_t);
+    if (P.dense_target) transpose_in(P.dense_target, classes, 1, classes, target_t);
+    const T* source = x_t;
+    for (size_t l = 0; l < layers.size(); ++l) {
+      const auto& L = layers[l];
+      block_products<T>(L.weight, L.in, 1, L.bias, L.out, L.in, source, outputs[l], block, vectors, L.layer.act,
+                        T(L.layer.slope));
+      zero_tail(outputs[l], L.out);
+      source = outputs[l];
+    }
+    // the loss and its gradient, into grads[0]
+    T* g = grads[0];
+    const T* y = outputs.back();
+    for (int64_t v = 0; v < vectors; ++v) {
+      const int64_t lanes = std::min(kSize, n - v * kSize), at = v * kSize;
+      if (P.cross_entropy) {
+        // a partial vector's store leaves the lanes past its rows: zero them first
+        if (lanes < kSize) {
+          for (int64_t c = 0; c < classes; ++c) Vec(0).store(g + c * block + at);
+        }
+        const StridedRows<T> tile{classes, block, lanes};
+        const auto target = P.loss.index_target
+                                ? target_lanes<Vec>(P.loss, P.loss.index_target + b0 + at, lanes)
+                                : TargetLanes<Vec>{Vec(-1), Vec(1), Vec(0) == Vec(0), {-1}};
+        const Vec l = cross_entropy_rows(P.loss, tile, y + at, P.dense_target ? target_t + at : nullptr, g + at,
+                                         target, scratch);
+        T losses[kSize];
+        l.store(losses);
+        for (int64_t k = 0; k < lanes; ++k) total += losses[k];
+      } else {
+        const Vec valid = LastDimRow<T>::lane_index() < Vec(T(lanes));
+        Vec sum(0);
+        for (int64_t c = 0; c < classes; ++c) {
+          const Vec d = Vec::blendv(Vec(0), Vec::loadu(y + c * block + at) - Vec::loadu(target_t + c * block + at),
+                                    valid);
+          (Vec(P.mse_scale) * d).store(g + c * block + at);
+          sum = at::vec::fmadd(d, d, sum);
+        }
+        T squares[kSize];
+        sum.store(squares);
+        for (int64_t k = 0; k < lanes; ++k) total += squares[k];
+      }
+    }
+    // backward, last layer first
+    for (size_t l = layers.size(); l-- > 0;) {
+      const auto& L = layers[l];
+      const T* y_l = outputs[l];
+      const T* x_l = l == 0 ? x_t : outputs[l - 1];
+      if (L.layer.act != Activation::None) {
+        const Vec slope(T(L.layer.slope));
+        with_activation(L.layer.act, [&](auto act_tag) {
+          for (int64_t o = 0; o < L.out; ++o) {
+            for (int64_t v = 0; v < vectors; ++v) {
+              T* gp = g + o * block + v * kSize;
+              activation_grad(Vec::loadu(gp), Vec::loadu(y_l + o * block + v * kSize), decltype(act_tag)::value,
+                              slope)
+                  .store(gp);
+            }
+          }
+        });
+      }
+      T* gw = partial + L.grad_offset;
+      if (L.need_weight) weight_grad(g, x_l, block, vectors, L.out, L.in, gw);
+      if (L.need_bias) {
+        T* gb = gw + L.out * L.in;
+        for (int64_t o = 0; o < L.out; ++o) {
+          Vec sum(0);
+          for (int64_t v = 0; v < vectors; ++v) sum = sum + Vec::loadu(g + o * block + v * kSize);
+          gb[o] += at::vec::vec_reduce_all<T>([](Vec& a, Vec& b) { return a + b; }, sum);
+        }
+      }
+      bool below = false;  // whether an earlier layer needs anything
+      for (size_t e = 0; e < l; ++e) below = below || layers[e].need_weight || layers[e].need_bias;
+      if (!below) break;
+      T* g_in = g == grads[0] ? grads[1] : grads[0];
+      block_products<T>(L.weight, 1, L.in, nullptr, L.in, L.out, g, g_in, block, vectors, Activation::None, T(0));
+      zero_tail(g_in, L.in);
+      g = g_in;
+    }
+  }
+  return total;
+}
+
+// Whether the step takes the call: CPU float or double, every layer small,
+// no input gradient asked, rows to step, and a target and class weight the
+// loss kernel reads as they are (others go to the composite, whose ops
+// raise the errors for what is wrong with them).
+bool step_takes(const at::Tensor& input, const at::Tensor& target, at::TensorList weights, at::IntArrayRef needs,
+                bool cross_entropy, const std::optional<at::Tensor>& class_weight) {
+  if (!input.device().is_cpu() || !is_float_or_double(input) || needs[0] != 0 || input.dim() < 1 ||
+      input.numel() == 0) {
+    return false;
+  }
+  for (const auto& w : weights) {
+    if (w.size(0) > linear_chain::kSmallFeatures || w.size(1) > linear_chain::kSmallFeatures) return false;
+  }
+  const int64_t rows = input.numel() / input.size(-1), classes = weights.back().size(0);
+  if (cross_entropy) {
+    if (input.dim() != 2) return false;
+    if (class_weight.has_value() &&
+        (class_weight->scalar_type() != input.scalar_type() || class_weight->dim() != 1 ||
+         class_weight->size(0) != classes || !class_weight->device().is_cpu())) {
+      return false;
+    }
+    if (target.scalar_type() == at::kLong) return target.dim() == 1 && target.size(0) == rows;
+  } else if (class_weight.has_value()) {
+    return false;
+  }
+  return target.scalar_type() == input.scalar_type() && target.device().is_cpu() &&
+         target.numel() == rows * classes && target.size(-1) == classes &&
+         (cross_entropy ? target.dim() == 2 : target.sizes().slice(0, target.dim() - 1) ==
+                                                  input.sizes().slice(0, input.dim() - 1));
+}
+
+template <typename T>
+TensorAndList chain_step(const at::Tensor& input, const at::Tensor& target, at::TensorList weights,
+                         const c10::List<std::optional<at::Tensor>>& biases, const std::vector<Layer>& parsed,
+                         at::IntArrayRef needs, bool cross_entropy, const std::optional<at::Tensor>& class_weight,
+                         int64_t reduction, int64_t ignore_index, double label_smoothing) {
+  const int64_t in = input.size(-1), rows = input.numel() / in;
+  const at::Tensor x = input.reshape({rows, in});
+  std::vector<at::Tensor> held;  // contiguous copies, alive for the call
+  StepProblem<T> P{};
+  int64_t offset = 0, macs = 0;
+  for (size_t l = 0; l < weights.size(); ++l) {
+    held.push_back(weights[l].contiguous());
+    const std::optional<at::Tensor> b = biases.get(l);
+    const at::Tensor bias = b.has_value() && b->defined() ? b->contiguous() : at::Tensor();
+    held.push_back(bias);
+    const int64_t out = weights[l].size(0), fan_in = weights[l].size(1);
+    P.layers.push_back({held[2 * l].const_data_ptr<T>(), bias.defined() ? bias.const_data_ptr<T>() : nullptr, fan_in,
+                        out, parsed[l], needs[2 * l + 1] != 0, needs[2 * l + 2] != 0 && bias.defined(), offset});
+    offset += out * fan_in + out;
+    macs += out * fan_in;
+  }
+  P.partial_size = offset;
+  P.input = x.const_data_ptr<T>();
+  P.input_row_stride = x.stride(0);
+  P.input_col_stride = x.stride(1);
+  P.cross_entropy = cross_entropy;
+  const int64_t classes = weights.back().size(0);
+  const at::Tensor t = target.contiguous();
+  const at::Tensor weight = class_weight.has_value() ? class_weight->contiguous() : at::Tensor();
+  double denominator = double(rows * classes);
+  if (cross_entropy) {
+    const bool probs = t.scalar_type() != at::kLong;
+    const T* w = weight.defined() ? weight.const_data_ptr<T>() : nullptr;
+    const int64_t* index = probs ? nullptr : t.const_data_ptr<int64_t>();
+    denominator = probs ? double(rows) : check_targets(index, rows, classes, w, ignore_index);
+    if (denominator == 0) return {};  // all ignored: the composite's nan and inf, as torch
+    double weight_total = double(classes);
+    if (w) {
+      weight_total = 0;
+      for (int64_t c = 0; c < classes; ++c) weight_total += double(w[c]);
+    }
+    P.loss = Problem<T>{nullptr, index, nullptr, w, classes, ignore_index, T(label_smoothing > 0 ? label_smoothing : 0),
+                        T(weight_total),
+                        T(mean_grad_scale(reduction == kMean, denominator, !probs && label_smoothing > 0)), nullptr,
+                        false};
+    P.dense_target = probs ? t.const_data_ptr<T>() : nullptr;
+  } else {
+    P.dense_target = t.const_data_ptr<T>();
+    P.mse_scale = T(reduction == kMean ? 2. / double(rows * classes) : 2.);
+  }
+  // Blocks of rows whose buffers stay in L2; several tasks only when the
+  // step has the work for them.
+  constexpr int64_t kSize = Vectorized<T>::size();
+  int64_t features = in, widest = in;
+  for (const auto& l : P.layers) features += l.out, widest = std::max(widest, l.out);
+  const int64_t per_row = features + 2 * widest + classes;
+  const bool parallel = 3 * macs * rows >= (int64_t(1) << 21) && at::get_num_threads() > 1 && !at::in_parallel_region();
+  const int64_t tasks = parallel ? at::get_num_threads() : 1;
+  const int64_t share = (rows + tasks - 1) / tasks;
+  int64_t block = std::max<int64_t>(kSize, (int64_t(48) * 1024 / per_row) / kSize * kSize);
+  block = std::min(block, (share + kSize - 1) / kSize * kSize);
+  std::vector<T> partials(tasks * P.partial_size, T(0));
+  std::vector<double> totals(tasks, 0.0);
+  auto task = [&](int64_t id) {
+    const int64_t first = id * share, count = std::min(rows, first + share) - first;
+    if (count > 0) totals[id] = step_rows(P, first, count, block, partials.data() + id * P.partial_size);
+  };
+  if (tasks == 1) {
+    task(0);
+  } else {
+    at::parallel_for(0, tasks, 1, [&](int64_t b, int64_t e) {
+      for (int64_t id = b; id < e; ++id) task(id);
+    });
+  }
+  double total = 0;
+  for (int64_t id = 0; id < tasks; ++id) {
+    total += totals[id];
+    if (id > 0) {
+      for (int64_t i = 0; i < P.partial_size; ++i) partials[i] += partials[id * P.partial_size + i];
+    }
+  }
+  const at::TensorOptions options = input.options();
+  std::vector<at::Tensor> grads(1 + 2 * P.layers.size());
+  grads[0] = at::empty({0}, options);
+  for (size_t l = 0; l < P.layers.size(); ++l) {
+    const auto& L = P.layers[l];
+    const T* sums = partials.data() + L.grad_offset;
+    grads[2 * l + 1] = L.need_weight ? at::empty({L.out, L.in}, options) : at::empty({0}, options);
+    if (L.need_weight) std::copy(sums, sums + L.out * L.in, grads[2 * l + 1].mutable_data_ptr<T>());
+    grads[2 * l + 2] = L.need_bias ? at::empty({L.out}, options) : at::empty({0}, options);
+    if (L.need_bias) std::copy(sums + L.out * L.in, sums + L.out * L.in + L.out, grads[2 * l + 2].mutable_data_ptr<T>());
+  }
+  const double value = reduction == kMean ? total / denominator : total;
+  return {at::scalar_tensor(value, options), grads};
+}
+
+TensorAndList linear_chain_loss_grad(const at::Tensor& input, const at::Tensor& target, at::TensorList weights,
+                                     const c10::List<std::optional<at::Tensor>>& biases,
+                                     at::IntArrayRef activations, at::ArrayRef<double> negative_slopes,
+                                     at::IntArrayRef needs, int64_t loss, const std::optional<at::Tensor>& class_weight,
+                                     int64_t reduction, int64_t ignore_index, double label_smoothing) {
+  linear_chain::check_chain_loss(loss, reduction);
+  const std::vector<Layer> layers = linear_chain::check_chain(input, weights, biases, activations, negative_slopes);
+  TORCH_CHECK(needs.size() == 1 + 2 * weights.size(), "fastact._linear_chain_loss_grad: expected 1 + 2 x ",
+              weights.size(), " needs, got ", needs.size());
+  const bool cross_entropy = loss == int64_t(linear_chain::ChainLoss::CrossEntropy);
+  TensorAndList result;
+  if (step_takes(input, target, weights, needs, cross_entropy, class_weight)) {
+    AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "fastact::_linear_chain_loss_grad", [&] {
+      result = chain_step<scalar_t>(input, target, weights, biases, layers, needs, cross_entropy, class_weight,
+                                    reduction, ignore_index, label_smoothing);
+    });
+  }
+  if (std::get<0>(result).defined()) return result;
+  return linear_chain::chain_loss_grad(input, target, weights, biases, activations, negative_slopes, needs, loss,
+                                       class_weight, reduction, ignore_index, label_smoothing);
+}
+
 }  // namespace
 
 void register_linear_chain(CpuKernels& kernels) {
   kernels._linear_chain = &linear_chain;
   kernels._linear_chain_backward = &linear_chain_backward;
+  kernels._linear_chain_loss_grad = &linear_chain_loss_grad;
 }
 
 }  // namespace fastact::cpu::CPU_CAPABILITY
