@@ -17,7 +17,7 @@ python -P -c "import fastact; print(fastact.backend())" | tee "$out/$gpu-build.t
 
 python -P -m pytest tests/test_cuda.py -q -p no:cacheprovider --backends cpp 2>&1 | tail -25 | tee "$out/$gpu-tests.txt"
 # fastact.optim and fuse's layer chains on CUDA (torch's ops one by one there)
-python -P -m pytest tests/test_optim.py tests/test_linear_chain.py -q -p no:cacheprovider --backends cpp -k cuda 2>&1 \
+python -P -m pytest tests/test_optim.py tests/test_linear_chain.py tests/test_train_step.py -q -p no:cacheprovider --backends cpp -k cuda 2>&1 \
   | tail -5 | tee -a "$out/$gpu-tests.txt"
 python -P -m fastact train --device cuda --no-progress 2>&1 | tee "$out/$gpu-train.txt"
 

@@ -320,3 +320,14 @@ def test_nan_and_inf_as_the_autograd_step(where, value):
     for p, q in zip(fast.model.parameters(), slow.model.parameters()):
         assert torch.equal(p.grad.isnan(), q.grad.isnan())
         torch.testing.assert_close(p.grad, q.grad, equal_nan=True, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_step_is_the_ops_in_turn():
+    # on CUDA the op is the chain's and the loss's ops in turn (cuBLAS, fastact's CUDA kernels)
+    torch.manual_seed(0)
+    model = _mlp((11, 20, 12, 4), (nn.ReLU, nn.Tanh)).cuda()
+    fast, slow = _twins(model, nn.CrossEntropyLoss(), lambda p: fastact.optim.Adam(p, lr=0.01))
+    x, y = torch.randn(500, 11, device="cuda"), torch.randint(0, 4, (500,), device="cuda")
+    _run(fast, slow, x, y)
+    _expect_fast(fast)
