@@ -41,12 +41,16 @@ from torch.nn.modules import module as _module
 from torch.overrides import has_torch_function_variadic
 
 from fastact import _backends, _checks, _spec, modules
-from fastact.surgery import _has_hooks
 
 __all__ = ["TrainStep"]
 
 _REDUCTIONS = {"mean": _spec.REDUCTION_MEAN, "sum": _spec.REDUCTION_SUM}
 _CROSS_ENTROPY, _MSE = (_spec.CHAIN_LOSSES.index(name) for name in ("cross_entropy", "mse_loss"))
+
+
+def _hooked(m: nn.Module) -> bool:
+    """A module hook anywhere: it would see a forward that the op does not make."""
+    return bool(m._forward_hooks or m._forward_pre_hooks or m._backward_hooks or m._backward_pre_hooks)
 
 
 def _global_hooks() -> bool:
@@ -115,7 +119,9 @@ class TrainStep:
             return None
         weights, biases, codes, slopes, needs, params = [], [], [], [], [0], []
         for layer in layers:
-            for p in (layer.weight, layer.bias):
+            # through _parameters: Module.__getattr__ costs more than the rest of the loop
+            weight, bias = layer._parameters["weight"], layer._parameters["bias"]
+            for p in (weight, bias):
                 params.append(p)
                 if p is None:
                     needs.append(0)
@@ -124,8 +130,8 @@ class TrainStep:
                                         or has_torch_function_variadic(p)):
                     return None
                 needs.append(1 if p.requires_grad else 0)
-            weights.append(layer.weight)
-            biases.append(layer.bias)
+            weights.append(weight)
+            biases.append(bias)
             codes.append(_checks.linear_activation_code(layer.activation))
             slopes.append(layer.negative_slope)
         if len({id(p) for p in params if p is not None}) != sum(p is not None for p in params):
@@ -135,11 +141,11 @@ class TrainStep:
     def _layers(self) -> Optional[list]:
         """The chain's layers in order, or None where the model is not one chain."""
         model = self.model
-        if type(model) is not nn.Sequential or _has_hooks(model):
+        if type(model) is not nn.Sequential or _hooked(model):
             return None
         layers = None
         for m in model._modules.values():
-            if _has_hooks(m):
+            if _hooked(m):
                 return None
             kind = type(m)
             if kind is modules.LinearChain and layers is None:
@@ -155,7 +161,7 @@ class TrainStep:
         criterion = self.criterion
         kind = type(criterion)
         reduction = _REDUCTIONS.get(getattr(criterion, "reduction", None))
-        if reduction is None or _has_hooks(criterion):
+        if reduction is None or _hooked(criterion):
             return None
         classes = layers[-1].out_features
         if kind is nn.CrossEntropyLoss or kind is modules.CrossEntropyLoss:
