@@ -331,3 +331,25 @@ def test_cuda_step_is_the_ops_in_turn():
     x, y = torch.randn(500, 11, device="cuda"), torch.randint(0, 4, (500,), device="cuda")
     _run(fast, slow, x, y)
     _expect_fast(fast)
+
+
+@pytest.mark.cpp_only
+def test_the_op_refuses_bad_input_clearly():
+    op = torch.ops.fastact._linear_chain_loss_grad.default
+    ws, bs = [torch.randn(4, 3), torch.randn(2, 4)], [torch.randn(4), None]
+    x, y = torch.randn(5, 3), torch.tensor([0, 1, 1, 0, 1])
+    args = ([1, 0], [0.0, 0.0], [0, 1, 1, 1, 0])
+    with pytest.raises(IndexError, match="Target 2 is out of bounds"):
+        op(x, torch.tensor([0, 1, 2, 0, 1]), ws, bs, *args, 0, None, 1, -100, 0.0)
+    with pytest.raises(RuntimeError, match="mat1 and mat2 shapes cannot be multiplied"):
+        op(torch.randn(5, 4), y, ws, bs, *args, 0, None, 1, -100, 0.0)
+    with pytest.raises(RuntimeError, match="must have the same dtype"):
+        op(x.double(), y, ws, bs, *args, 0, None, 1, -100, 0.0)
+    with pytest.raises(RuntimeError, match="expected int64 class indices"):  # the loss op's own check
+        op(x, y.int(), ws, bs, *args, 0, None, 1, -100, 0.0)
+    with pytest.raises(RuntimeError, match="mse_loss needs a target of the output's shape"):
+        op(x, torch.randn(5, 3), ws, bs, *args, 1, None, 1, -100, 0.0)
+    with pytest.raises(ValueError, match="loss must be 0"):
+        op(x, y, ws, bs, *args, 7, None, 1, -100, 0.0)
+    with pytest.raises(RuntimeError, match="needs"):
+        op(x, y, ws, bs, [1, 0], [0.0, 0.0], [0, 1], 0, None, 1, -100, 0.0)

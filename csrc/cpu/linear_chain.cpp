@@ -555,6 +555,8 @@ struct StepProblem {
   const T* dense_target;    // [rows, classes]: probabilities, or the MSE target; else null
   T mse_scale;              // MSE: the gradient's 2 / numel (mean) or 2
   int64_t partial_size;     // every layer's weight and bias gradient sums
+  int64_t features, widest;  // the input's and every layer's features, summed; the most of one
+  int64_t last_needed;       // the first layer whose gradients are asked for: backward stops there
 };
 
 // One task's buffers, kept between calls (per thread): a block's input, each
@@ -574,8 +576,7 @@ double step_rows(const StepProblem<T>& P, int64_t row0, int64_t rows, int64_t bl
   constexpr int64_t kSize = Vec::size();
   const auto& layers = P.layers;
   const int64_t classes = layers.back().out;
-  int64_t features = layers.front().in, widest = layers.front().in;
-  for (const auto& l : layers) features += l.out, widest = std::max(widest, l.out);
+  const int64_t features = P.features, widest = P.widest;
   std::vector<T>& work = step_workspace<T>((features + 2 * widest + classes) * block + classes * kSize);
   T* const x_t = work.data();
   T* const grads[2] = {x_t + features * block, x_t + (features + widest) * block};
@@ -673,9 +674,7 @@ double step_rows(const StepProblem<T>& P, int64_t row0, int64_t rows, int64_t bl
           gb[o] += at::vec::vec_reduce_all<T>([](Vec& a, Vec& b) { return a + b; }, sum);
         }
       }
-      bool below = false;  // whether an earlier layer needs anything
-      for (size_t e = 0; e < l; ++e) below = below || layers[e].need_weight || layers[e].need_bias;
-      if (!below) break;
+      if (int64_t(l) <= P.last_needed) break;
       T* g_in = g == grads[0] ? grads[1] : grads[0];
       block_products<T>(L.weight, 1, L.in, nullptr, L.in, L.out, g, g_in, block, vectors, Activation::None, T(0));
       zero_tail(g_in, L.in);
@@ -769,9 +768,14 @@ TensorAndList chain_step(const at::Tensor& input, const at::Tensor& target, at::
   // Blocks of rows whose buffers stay in L2; several tasks only when the
   // step has the work for them.
   constexpr int64_t kSize = Vectorized<T>::size();
-  int64_t features = in, widest = in;
-  for (const auto& l : P.layers) features += l.out, widest = std::max(widest, l.out);
-  const int64_t per_row = features + 2 * widest + classes;
+  P.features = P.widest = in;
+  P.last_needed = int64_t(P.layers.size());
+  for (size_t l = 0; l < P.layers.size(); ++l) {
+    const auto& L = P.layers[l];
+    P.features += L.out, P.widest = std::max(P.widest, L.out);
+    if (L.need_weight || L.need_bias) P.last_needed = std::min<int64_t>(P.last_needed, l);
+  }
+  const int64_t per_row = P.features + 2 * P.widest + classes;
   const bool parallel = 3 * macs * rows >= (int64_t(1) << 21) && at::get_num_threads() > 1 && !at::in_parallel_region();
   const int64_t tasks = parallel ? at::get_num_threads() : 1;
   const int64_t share = (rows + tasks - 1) / tasks;
