@@ -10,6 +10,15 @@ __all__ = ["ReLU", "LeakyReLU", "Sigmoid", "Tanh", "GELU", "SELU", "Softmax", "L
            "BCEWithLogitsLoss", "FusedLinear", "LinearChain", "Chained", "Fused"]
 
 
+def has_hooks(module: nn.Module) -> bool:
+    """Whether a forward or backward hook is registered on the module itself:
+    a hook sees the module's own input and output, which fusing changes (a
+    Linear's forward hook would see the activation's output) and which
+    TrainStep's op never makes. Read directly: TrainStep asks on every step."""
+    return bool(module._forward_hooks or module._forward_pre_hooks or module._backward_hooks
+                or module._backward_pre_hooks)
+
+
 def clone_as(module: nn.Module, cls: type) -> nn.Module:
     """A `cls` carrying `module`'s state: the same settings, Parameters (the
     objects, not copies), buffers, training flag and hooks. Its dicts are

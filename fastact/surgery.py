@@ -7,7 +7,7 @@ from typing import Dict, Optional, Tuple
 from torch import nn
 
 from fastact import modules
-from fastact.modules import REPLACEMENTS, clone_as
+from fastact.modules import REPLACEMENTS, clone_as, has_hooks
 
 __all__ = ["swap", "fuse", "summary"]
 
@@ -59,14 +59,6 @@ def _activation_of(module: nn.Module) -> Optional[Tuple[str, float]]:
     return None
 
 
-def _has_hooks(module: nn.Module) -> bool:
-    # A hook sees a module's own input or output, which fusing changes (a
-    # Linear's forward hook would see the activation's output): leave such
-    # modules as they are.
-    return any(getattr(module, name, None) for name in (
-        "_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks"))
-
-
 def fuse(model: nn.Module, chain: bool = True) -> nn.Module:
     """fastact.swap(model), then inside every nn.Sequential (exact type: a
     subclass may have its own forward) replace each nn.Linear followed by
@@ -103,16 +95,16 @@ def fuse(model: nn.Module, chain: bool = True) -> nn.Module:
         names = list(parent._modules)
         for i, name in enumerate(names):
             layer = parent._modules[name]
-            if type(layer) is not nn.Linear or _has_hooks(layer):
+            if type(layer) is not nn.Linear or has_hooks(layer):
                 continue
             nxt = parent._modules[names[i + 1]] if i + 1 < len(names) else None
-            act = _activation_of(nxt) if nxt is not None and not _has_hooks(nxt) else None
+            act = _activation_of(nxt) if nxt is not None and not has_hooks(nxt) else None
             if act is None:
                 parent._modules[name] = fused(layer, "none", 0.01)
             else:
                 parent._modules[name] = fused(layer, *act)
                 parent._modules[names[i + 1]] = modules.Fused(act[0])
-    if type(model) is nn.Linear and not _has_hooks(model):
+    if type(model) is nn.Linear and not has_hooks(model):
         return fused(model, "none", 0.01)
     if chain:
         _chain_runs(model)

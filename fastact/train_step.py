@@ -48,11 +48,6 @@ _REDUCTIONS = {"mean": _spec.REDUCTION_MEAN, "sum": _spec.REDUCTION_SUM}
 _CROSS_ENTROPY, _MSE = (_spec.CHAIN_LOSSES.index(name) for name in ("cross_entropy", "mse_loss"))
 
 
-def _hooked(m: nn.Module) -> bool:
-    """A module hook anywhere: it would see a forward that the op does not make."""
-    return bool(m._forward_hooks or m._forward_pre_hooks or m._backward_hooks or m._backward_pre_hooks)
-
-
 def _global_hooks() -> bool:
     return bool(_module._global_forward_hooks or _module._global_forward_pre_hooks
                 or _module._global_backward_hooks or _module._global_backward_pre_hooks)
@@ -141,11 +136,11 @@ class TrainStep:
     def _layers(self) -> Optional[list]:
         """The chain's layers in order, or None where the model is not one chain."""
         model = self.model
-        if type(model) is not nn.Sequential or _hooked(model):
+        if type(model) is not nn.Sequential or modules.has_hooks(model):
             return None
         layers = None
         for m in model._modules.values():
-            if _hooked(m):
+            if modules.has_hooks(m):
                 return None
             kind = type(m)
             if kind is modules.LinearChain and layers is None:
@@ -161,7 +156,7 @@ class TrainStep:
         criterion = self.criterion
         kind = type(criterion)
         reduction = _REDUCTIONS.get(getattr(criterion, "reduction", None))
-        if reduction is None or _hooked(criterion):
+        if reduction is None or modules.has_hooks(criterion):
             return None
         classes = layers[-1].out_features
         if kind is nn.CrossEntropyLoss or kind is modules.CrossEntropyLoss:
