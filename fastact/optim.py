@@ -27,31 +27,12 @@ zero_grad() and step() skip torch's profiler annotation (a
 record_function costs about 8 us, more than a tutorial model's whole
 update) unless a profiler is running; step hooks run as torch runs them.
 """
-import functools
-
 import torch
 from torch.optim.optimizer import _global_optimizer_post_hooks, _global_optimizer_pre_hooks
 
 from fastact import _backends
 
 __all__ = ["SGD", "Adam", "AdamW"]
-
-
-def _with_hooks(step):
-    """In place of torch's Optimizer.profile_hook_step: the step hooks and
-    the profiler's record_function, only when there are hooks or a profiler
-    (Optimizer.__init__ leaves a step marked `hooked` alone)."""
-    annotated = torch.optim.Optimizer.profile_hook_step(step)
-
-    @functools.wraps(step)
-    def wrapper(self, *args, **kwargs):
-        if (_global_optimizer_pre_hooks or _global_optimizer_post_hooks or self._optimizer_step_pre_hooks
-                or self._optimizer_step_post_hooks or torch.autograd._profiler_enabled()):
-            return annotated(self, *args, **kwargs)
-        return step(self, *args, **kwargs)
-
-    wrapper.hooked = True
-    return wrapper
 
 
 def _scalar(a, b, c=0.0, d=0.0) -> bool:
@@ -70,9 +51,19 @@ class _OneCallStep:
     _torch_class: type  # the torch optimizer this one subclasses
     _op_name: str
 
-    @_with_hooks
     def step(self, closure=None):
         """Perform a single optimization step (torch's step; one C++ call per param group)."""
+        # torch's Optimizer.profile_hook_step (step hooks, the profiler's
+        # record_function) only when there are hooks or a profiler: it costs
+        # more than a tiny model's whole update
+        if (_global_optimizer_pre_hooks or _global_optimizer_post_hooks or self._optimizer_step_pre_hooks
+                or self._optimizer_step_post_hooks or torch.autograd._profiler_enabled()):
+            return _OneCallStep._annotated_step(self, closure)
+        return _OneCallStep._plain_step(self, closure)
+
+    step.hooked = True  # Optimizer.__init__ leaves it unwrapped
+
+    def _plain_step(self, closure=None):
         loss = None
         if closure is not None:
             with torch.enable_grad():
@@ -109,6 +100,9 @@ class _OneCallStep:
     zero_grad.__doc__ = torch.optim.Optimizer.zero_grad.__doc__
 
 
+_OneCallStep._annotated_step = torch.optim.Optimizer.profile_hook_step(_OneCallStep._plain_step)
+
+
 class SGD(_OneCallStep, torch.optim.SGD):
     __doc__ = torch.optim.SGD.__doc__
     _torch_class = torch.optim.SGD
@@ -122,17 +116,18 @@ class SGD(_OneCallStep, torch.optim.SGD):
 
     def _step_group(self, op, group) -> bool:
         momentum = group["momentum"]
-        if momentum == 0:  # torch's _init_group, less what a group without momentum does not use
-            params, grads, buffers = [], [], []
+        if momentum == 0:
+            # torch's _init_group, less what a group without momentum does
+            # not use: a sparse gradient takes the op's composite path, which
+            # is torch's loop, op by op
+            params, grads = [], []
             for p in group["params"]:
                 g = p.grad
                 if g is not None:
-                    if g.is_sparse:
-                        return False  # sparse gradients: torch's own path
                     params.append(p)
                     grads.append(g)
-            op(params, grads, buffers, group["lr"], group["weight_decay"], 0.0, group["dampening"],
-               group["nesterov"], group["maximize"], False)
+            op(params, grads, [], group["lr"], group["weight_decay"], 0.0, group["dampening"], group["nesterov"],
+               group["maximize"], False)
             return True
         else:
             params, grads, buffers = [], [], []

@@ -88,6 +88,28 @@ def test_steps_equal_torch_default(name, settings, dtype):
     run_both(name, settings, _params(shapes, dtype))
 
 
+@pytest.mark.parametrize("name,settings", SETTINGS[5:], ids=[f"{n}-{s}" for n, s in SETTINGS[5:]])
+def test_large_float_adam_equals_torch_over_every_exponent(name, settings):
+    # From 2^18 elements the float kernel computes torch's sqrt inline where
+    # it matches the call bit for bit: gradients scaled from 1e-25 to 1e15
+    # put exp_avg_sq on every exponent, subnormals, 0 and inf included.
+    params = _params([(520, 510)], torch.float32)
+    theirs = copy.deepcopy(params)
+    torch_settings = {k: v for k, v in settings.items() if k != "foreach"}
+    torch_opt, fastact_opt = OPTIMIZERS[name][0](theirs, **torch_settings), OPTIMIZERS[name][1](params, **settings)
+    gen = torch.Generator().manual_seed(7)
+    for _ in range(4):
+        scale = 10.0 ** torch.randint(-25, 16, params[0].shape, generator=gen)
+        g = torch.randn(params[0].shape, generator=gen) * scale
+        params[0].grad, theirs[0].grad = g.clone(), g.clone()
+        torch_opt.step()
+        fastact_opt.step()
+        assert torch.equal(params[0].isnan(), theirs[0].isnan())
+        assert torch.equal(params[0].nan_to_num(), theirs[0].nan_to_num())
+        for key in ("exp_avg", "exp_avg_sq"):
+            assert torch.equal(fastact_opt.state[params[0]][key], torch_opt.state[theirs[0]][key])
+
+
 @pytest.mark.parametrize("name,settings", SETTINGS[1:2] + SETTINGS[6:8], ids=["SGD", "Adam", "Adam-amsgrad"])
 def test_non_contiguous_and_mixed_dtype_params(name, settings):
     params = _params([(5, 7), (4, 6)], torch.float32, non_contiguous=True)
@@ -199,11 +221,12 @@ def test_closure_and_lr_scheduler():
     assert opts[1].param_groups[0]["lr"] == opts[0].param_groups[0]["lr"] == 0.025
 
 
-def test_sparse_gradients():
+@pytest.mark.parametrize("settings", [dict(momentum=0.9), dict(), dict(maximize=True)])
+def test_sparse_gradients(settings):
     emb = torch.nn.Embedding(10, 3, sparse=True)
     twin = copy.deepcopy(emb)
-    opts = (torch.optim.SGD(twin.parameters(), lr=0.1, momentum=0.9), fastact.optim.SGD(emb.parameters(), lr=0.1,
-                                                                                        momentum=0.9))
+    opts = (torch.optim.SGD(twin.parameters(), lr=0.1, **settings), fastact.optim.SGD(emb.parameters(), lr=0.1,
+                                                                                      **settings))
     idx = torch.tensor([1, 4, 4, 7])
     for _ in range(3):
         for m, o in zip((twin, emb), opts):
@@ -211,6 +234,11 @@ def test_sparse_gradients():
             m(idx).sum().backward()
             o.step()
     assert torch.equal(emb.weight, twin.weight)
+    for cls in (torch.optim.SGD, fastact.optim.SGD):  # torch's error, whichever path
+        sgd = cls(emb.parameters(), lr=0.1, weight_decay=0.1, **settings)
+        emb(idx).sum().backward()
+        with pytest.raises(RuntimeError, match=r"add\(sparse, dense\) is not supported"):
+            sgd.step()
     adam = fastact.optim.Adam(emb.parameters())
     emb(idx).sum().backward()
     with pytest.raises(RuntimeError, match="Adam does not support sparse gradients"):

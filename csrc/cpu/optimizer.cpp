@@ -13,6 +13,8 @@
 #include <ATen/Dispatch.h>
 
 #include <cmath>
+#include <cstring>
+#include <type_traits>
 
 namespace fastact::cpu::CPU_CAPABILITY {
 namespace {
@@ -99,6 +101,157 @@ void sgd_span(T* param, const T* grad, T* buf, int64_t begin, int64_t end, const
   });
 }
 
+// torch's float sqrt written inline, where it can be. torch's sqrt kernel is
+// MKL's vector sqrt (sqrt_as_torch), and which MKL code path runs depends on
+// the CPU; on this project's AMD machines it is MKL's SSE kernel: rsqrtps,
+// then one Newton step for sqrt and for half its reciprocal, then a residual
+// correction, each product and sum rounded on its own (no FMA), and the
+// largest floats, zero, subnormals, negatives, inf and NaN through the
+// correctly rounded sqrt. That computes in registers at memory speed, where
+// the call costs a second pass. Which of these matches is decided by
+// comparing each with sqrt_as_torch itself, once (inline_sqrt_mode).
+enum class InlineSqrt { kNone, kCorrectlyRounded, kRsqrtNewton };
+
+#if defined(__x86_64__) && (defined(CPU_CAPABILITY_AVX512) || defined(CPU_CAPABILITY_AVX2))
+// A product the compiler may not contract with the sum that reads it (GCC
+// contracts across intrinsics too).
+template <typename Raw>
+C10_ALWAYS_INLINE Raw opaque(Raw v) {
+  asm("" : "+v"(v));
+  return v;
+}
+
+#if defined(CPU_CAPABILITY_AVX512)
+using RawFloats = __m512;
+using RawDoubles = __m512d;
+#else
+using RawFloats = __m256;
+using RawDoubles = __m256d;
+#endif
+
+C10_ALWAYS_INLINE Vectorized<float> rounded(const Vectorized<float>& v) { return opaque(RawFloats(v)); }
+C10_ALWAYS_INLINE Vectorized<double> rounded(const Vectorized<double>& v) { return opaque(RawDoubles(v)); }
+#else
+// Through memory: other compilers' and CPUs' register constraints differ.
+template <typename T>
+C10_ALWAYS_INLINE Vectorized<T> rounded(const Vectorized<T>& v) {
+  Vectorized<T> out = v;
+  asm volatile("" : : "r"(&out) : "memory");
+  return out;
+}
+#endif
+
+#if defined(__x86_64__) && (defined(CPU_CAPABILITY_AVX512) || defined(CPU_CAPABILITY_AVX2))
+constexpr bool kHasRsqrtNewton = true;
+
+C10_ALWAYS_INLINE Vectorized<float> rsqrt_newton_sqrt(const Vectorized<float>& vx) {
+#if defined(CPU_CAPABILITY_AVX512)
+  const __m512 x = vx;
+  // rsqrtps's own approximation (rsqrt14 is another), 8 lanes at a time
+  const __m512 y = _mm512_insertf32x8(_mm512_castps256_ps512(_mm256_rsqrt_ps(_mm512_castps512_ps256(x))),
+                                      _mm256_rsqrt_ps(_mm512_extractf32x8_ps(x, 1)), 1);
+  const __m512 half = _mm512_set1_ps(0.5f);
+  const __m512 s = _mm512_mul_ps(x, y), h = _mm512_mul_ps(half, y);
+  const __m512 e = _mm512_sub_ps(half, opaque(_mm512_mul_ps(s, h)));
+  const __m512 s1 = _mm512_add_ps(opaque(_mm512_mul_ps(s, e)), s);
+  const __m512 h1 = _mm512_add_ps(opaque(_mm512_mul_ps(h, e)), h);
+  const __m512 r = _mm512_sub_ps(x, opaque(_mm512_mul_ps(s1, s1)));
+  const __m512 result = _mm512_add_ps(opaque(_mm512_mul_ps(r, h1)), s1);
+  // bits + 0x7f800000 > 0xfefff000 as signed: MKL's test for the lanes it
+  // sends to its scalar path
+  const __mmask16 rare = _mm512_cmpgt_epi32_mask(_mm512_add_epi32(_mm512_castps_si512(x), _mm512_set1_epi32(0x7f800000)),
+                                                 _mm512_set1_epi32(int32_t(0xfefff000)));
+  return _mm512_mask_sqrt_ps(result, rare, x);
+#else
+  const __m256 x = vx;
+  const __m256 y = _mm256_rsqrt_ps(x);
+  const __m256 half = _mm256_set1_ps(0.5f);
+  const __m256 s = _mm256_mul_ps(x, y), h = _mm256_mul_ps(half, y);
+  const __m256 e = _mm256_sub_ps(half, opaque(_mm256_mul_ps(s, h)));
+  const __m256 s1 = _mm256_add_ps(opaque(_mm256_mul_ps(s, e)), s);
+  const __m256 h1 = _mm256_add_ps(opaque(_mm256_mul_ps(h, e)), h);
+  const __m256 r = _mm256_sub_ps(x, opaque(_mm256_mul_ps(s1, s1)));
+  const __m256 result = _mm256_add_ps(opaque(_mm256_mul_ps(r, h1)), s1);
+  const __m256 rare = _mm256_castsi256_ps(_mm256_cmpgt_epi32(
+      _mm256_add_epi32(_mm256_castps_si256(x), _mm256_set1_epi32(0x7f800000)), _mm256_set1_epi32(int32_t(0xfefff000))));
+  return _mm256_blendv_ps(result, _mm256_sqrt_ps(x), rare);
+#endif
+}
+#else
+constexpr bool kHasRsqrtNewton = false;
+
+C10_ALWAYS_INLINE Vectorized<float> rsqrt_newton_sqrt(const Vectorized<float>& x) { return x.sqrt(); }
+#endif
+
+template <InlineSqrt kMode>
+C10_ALWAYS_INLINE Vectorized<float> inline_sqrt(const Vectorized<float>& x) {
+  if constexpr (kMode == InlineSqrt::kRsqrtNewton) return rsqrt_newton_sqrt(x);
+  return x.sqrt();
+}
+
+// Which inline sqrt equals sqrt_as_torch bit for bit (NaN for NaN), on
+// every mantissa under both exponent parities (the formulas are exact under
+// scaling by 4, MKL's too), every 4093rd float of every exponent and sign,
+// and the top of the range, which MKL treats apart. Decided on first use,
+// once per process.
+InlineSqrt inline_sqrt_mode() {
+  static const InlineSqrt mode = [] {
+    struct Range {
+      uint64_t begin, end, stride;
+    };
+    const Range ranges[] = {{uint64_t(127) << 23, uint64_t(129) << 23, 1},
+                            {0, uint64_t(1) << 32, 4093},
+                            {0x7f7fc000u, 0x7f800002u, 1}};
+    constexpr int64_t kSize = Vectorized<float>::size();
+    constexpr int64_t kChunk = int64_t(1) << 14;
+    alignas(64) float in[kChunk], want[kChunk], got[kChunk];
+    bool correctly_rounded = true, rsqrt_newton = kHasRsqrtNewton;
+    const auto agrees = [&](int64_t n) {
+      for (int64_t i = 0; i < n; ++i) {
+        if (!(std::isnan(want[i]) && std::isnan(got[i])) && std::memcmp(&want[i], &got[i], sizeof(float)) != 0) {
+          return false;
+        }
+      }
+      return true;
+    };
+    const auto check = [&](int64_t n) {
+      while (n % kSize) in[n++] = 1.0f;
+      optimizer::sqrt_as_torch(in, want, n);
+      if (correctly_rounded) {
+        for (int64_t i = 0; i < n; i += kSize) {
+          inline_sqrt<InlineSqrt::kCorrectlyRounded>(Vectorized<float>::loadu(in + i)).store(got + i);
+        }
+        correctly_rounded = agrees(n);
+      }
+      if (rsqrt_newton) {
+        for (int64_t i = 0; i < n; i += kSize) {
+          inline_sqrt<InlineSqrt::kRsqrtNewton>(Vectorized<float>::loadu(in + i)).store(got + i);
+        }
+        rsqrt_newton = agrees(n);
+      }
+    };
+    int64_t n = 0;
+    for (const Range& r : ranges) {
+      for (uint64_t bits = r.begin; bits < r.end && (correctly_rounded || rsqrt_newton); bits += r.stride) {
+        const uint32_t word = uint32_t(bits);
+        std::memcpy(&in[n++], &word, sizeof(float));
+        if (n == kChunk - kSize) {
+          check(n);
+          n = 0;
+        }
+      }
+    }
+    check(n);
+    if (correctly_rounded) return InlineSqrt::kCorrectlyRounded;
+    return rsqrt_newton ? InlineSqrt::kRsqrtNewton : InlineSqrt::kNone;
+  }();
+  return mode;
+}
+
+// Below this a float parameter's sqrt goes through the call: the one-time
+// check above would cost more than the inline sqrt saves a small model.
+constexpr int64_t kInlineSqrtFrom = int64_t(1) << 18;
+
 // torch: grad = -grad (maximize); param.mul_(1 - lr wd) (decoupled) or
 // grad = grad.add(param, alpha=wd); exp_avg.lerp_(grad, 1 - beta1);
 // exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2);
@@ -107,52 +260,72 @@ void sgd_span(T* param, const T* grad, T* buf, int64_t begin, int64_t end, const
 // param.addcdiv_(exp_avg, denom, value=-step_size).
 // lerp is ATen's vector form: fmadd(w, end - self, self) for |w| < 0.5,
 // else fmadd(w - 1, end - self, end); addcmul is self + value * a * b and
-// addcdiv self + value * a / b, as written. The sqrt must be torch's (MKL's,
-// see optimizer.h), a call over an array: so each block of the tensors is
-// done in two passes around it, the block small enough to stay in L1. The
-// call also keeps the compiler from fusing the decayed parameter's
-// rounding into the last update.
-template <bool kFused, typename T>
+// addcdiv self + value * a / b, as written. With the sqrt inline (kSqrt) it
+// is one pass. Else the sqrt is the call over an array: each block of the
+// tensors is done in two passes around it, the block small enough to stay
+// in L1 (256 measured best against 32 to 1024, and against prefetching the
+// next block during the call). The call also keeps the compiler from fusing
+// the decayed parameter's rounding into the last update; the inline pass
+// keeps it with rounded().
+template <bool kFused, InlineSqrt kSqrt, typename T>
 void adam_span(T* param, const T* grad, T* exp_avg, T* exp_avg_sq, T* max_exp_avg_sq, int64_t begin, int64_t end,
                const AdamOptions& o, const optimizer::AdamScalars& s) {
   using Vec = Vectorized<T>;
-  constexpr int64_t kBlock = 256;
-  alignas(64) T root[kBlock];
+  constexpr int64_t kBlock = kSqrt == InlineSqrt::kNone ? 256 : 0;
+  alignas(64) T root[std::max<int64_t>(kBlock, 1)];
   const T weight1 = T(1 - o.beta1);
   const bool small_weight = std::abs(weight1) < T(0.5);
   const Vec lerp_coeff = small_weight ? Vec(weight1) : Vec(weight1) - Vec(T(1));
   const Vec weight_decay(T(o.weight_decay)), decay(T(s.decoupled_decay)), beta2(T(o.beta2)),
       weight2(T(1 - o.beta2)), bias_correction2_sqrt(T(s.bias_correction2_sqrt)), eps(T(o.eps)),
       neg_step_size(T(-s.step_size));
-  for (int64_t block = begin; block < end; block += kBlock) {
-    const int64_t block_end = std::min(end, block + kBlock);
-    for_each_vector<T>(block, block_end, [&](int64_t i, int64_t n) {
-      Vec g = Vec::loadu(grad + i, n);
-      if (o.maximize) g = g.neg();
-      if (o.weight_decay != 0) {
-        const Vec p = Vec::loadu(param + i, n);
-        if (o.decoupled_weight_decay) {
-          (p * decay).store(param + i, n);
-        } else {
-          g = madd<kFused>(p, weight_decay, g);
-        }
+  // param (decayed) and exp_avg as the first pass leaves them, v as the sqrt
+  // reads it
+  const auto moments = [&](int64_t i, int64_t n, Vec& p, Vec& m) {
+    Vec g = Vec::loadu(grad + i, n);
+    p = Vec::loadu(param + i, n);
+    if (o.maximize) g = g.neg();
+    if (o.weight_decay != 0) {
+      if (o.decoupled_weight_decay) {
+        p = rounded(p * decay);
+      } else {
+        g = madd<kFused>(p, weight_decay, g);
       }
-      const Vec m_old = Vec::loadu(exp_avg + i, n);
-      madd<kFused>(lerp_coeff, g - m_old, small_weight ? m_old : g).store(exp_avg + i, n);
-      Vec v = madd<kFused>(weight2 * g, g, Vec::loadu(exp_avg_sq + i, n) * beta2);
-      v.store(exp_avg_sq + i, n);
-      if (o.amsgrad) {
-        v = at::vec::maximum(Vec::loadu(max_exp_avg_sq + i, n), v);
-        v.store(max_exp_avg_sq + i, n);
-      }
-      v.store(root + (i - block), n);
+    }
+    const Vec m_old = Vec::loadu(exp_avg + i, n);
+    m = madd<kFused>(lerp_coeff, g - m_old, small_weight ? m_old : g);
+    m.store(exp_avg + i, n);
+    Vec v = madd<kFused>(weight2 * g, g, Vec::loadu(exp_avg_sq + i, n) * beta2);
+    v.store(exp_avg_sq + i, n);
+    if (o.amsgrad) {
+      v = at::vec::maximum(Vec::loadu(max_exp_avg_sq + i, n), v);
+      v.store(max_exp_avg_sq + i, n);
+    }
+    return v;
+  };
+  const auto update = [&](int64_t i, int64_t n, const Vec& p, const Vec& m, const Vec& root_v) {
+    const Vec denom = root_v / bias_correction2_sqrt + eps;
+    (p + neg_step_size * m / denom).store(param + i, n);
+  };
+  if constexpr (kSqrt != InlineSqrt::kNone) {
+    for_each_vector<T>(begin, end, [&](int64_t i, int64_t n) {
+      Vec p, m;
+      const Vec v = moments(i, n, p, m);
+      update(i, n, p, m, inline_sqrt<kSqrt>(v));
     });
-    optimizer::sqrt_as_torch(root, root, block_end - block);
-    for_each_vector<T>(block, block_end, [&](int64_t i, int64_t n) {
-      const Vec denom = Vec::loadu(root + (i - block), n) / bias_correction2_sqrt + eps;
-      const Vec p = Vec::loadu(param + i, n);
-      (p + neg_step_size * Vec::loadu(exp_avg + i, n) / denom).store(param + i, n);
-    });
+  } else {
+    for (int64_t block = begin; block < end; block += kBlock) {
+      const int64_t block_end = std::min(end, block + kBlock);
+      for_each_vector<T>(block, block_end, [&](int64_t i, int64_t n) {
+        Vec p, m;
+        moments(i, n, p, m).store(root + (i - block), n);
+        if (o.decoupled_weight_decay && o.weight_decay != 0) p.store(param + i, n);
+      });
+      optimizer::sqrt_as_torch(root, root, block_end - block);
+      for_each_vector<T>(block, block_end, [&](int64_t i, int64_t n) {
+        update(i, n, Vec::loadu(param + i, n), Vec::loadu(exp_avg + i, n), Vec::loadu(root + (i - block), n));
+      });
+    }
   }
 }
 
@@ -202,10 +375,26 @@ void adam_step(at::TensorList params, at::TensorList grads, at::TensorList exp_a
       scalar_t* m = exp_avgs[i].mutable_data_ptr<scalar_t>();
       scalar_t* v = exp_avg_sqs[i].mutable_data_ptr<scalar_t>();
       scalar_t* vmax = amsgrad ? max_sq.mutable_data_ptr<scalar_t>() : nullptr;
-      for_each_span(param.numel(), [&](int64_t begin, int64_t end) {
-        fused ? adam_span<true>(p, g, m, v, vmax, begin, end, o, s)
-              : adam_span<false>(p, g, m, v, vmax, begin, end, o, s);
-      });
+      const auto run = [&](auto fused_tag, auto sqrt_tag) {
+        for_each_span(param.numel(), [&](int64_t begin, int64_t end) {
+          adam_span<decltype(fused_tag)::value, decltype(sqrt_tag)::value>(p, g, m, v, vmax, begin, end, o, s);
+        });
+      };
+      const auto with_sqrt = [&](auto fused_tag) {
+        using Mode = InlineSqrt;
+        if constexpr (std::is_same_v<scalar_t, float>) {
+          switch (param.numel() >= kInlineSqrtFrom ? inline_sqrt_mode() : Mode::kNone) {
+            case Mode::kCorrectlyRounded:
+              return run(fused_tag, std::integral_constant<Mode, Mode::kCorrectlyRounded>());
+            case Mode::kRsqrtNewton:
+              return run(fused_tag, std::integral_constant<Mode, Mode::kRsqrtNewton>());
+            case Mode::kNone:
+              break;
+          }
+        }
+        run(fused_tag, std::integral_constant<Mode, Mode::kNone>());
+      };
+      fused ? with_sqrt(std::true_type()) : with_sqrt(std::false_type());
     });
   }
 }
