@@ -112,3 +112,20 @@ def test_tables_header_is_what_tools_vec_tables_writes():
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     done = subprocess.run([sys.executable, os.path.join(root, "tools", "vec_tables.py"), "--check"])
     assert done.returncode == 0, "csrc/cpu/vec_tables.h is stale: run python tools/vec_tables.py > csrc/cpu/vec_tables.h"
+
+
+def test_selu_negative_branch_within_two_ulp():
+    # SELU's x <= 0 branch is alpha * scale * expm1(x) (vec_expm1 within 1
+    # ulp; the product with the float constant adds the rest): swept over
+    # [-30, 0] and the tiny values where expm1(x) ~ x
+    import fastact.functional as F
+
+    x = torch.cat([-torch.linspace(0, 30, 1 << 22), -torch.logspace(-40, 0, 1 << 16)])
+    x = torch.cat([x, x - torch.rand(x.shape, generator=torch.Generator().manual_seed(0)) * 1e-3])
+    got = F.selu(x)
+    exact = torch.nn.functional.selu(x.double()).float()
+    assert (ordered_bits(got) - ordered_bits(exact)).abs().max().item() <= 2
+    sp = torch.tensor([-0.0, 0.0, -math.inf, math.nan, -1e-45, -88.0, -1e30])
+    ours, torchs = F.selu(sp), torch.nn.functional.selu(sp)
+    torch.testing.assert_close(ours, torchs, equal_nan=True, rtol=2.4e-7, atol=0)
+    assert torch.equal(ours[:2].signbit(), torchs[:2].signbit())

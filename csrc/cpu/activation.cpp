@@ -177,7 +177,7 @@ void selu_into(const at::Tensor& x, const at::Tensor& out) {
   using Vec = typename VecIO<T>::Vec;
   using Acc = acc_t<T>;
   const Vec zero(0), scale(static_cast<Acc>(kSeluScale)), alpha_scale(static_cast<Acc>(kSeluAlpha * kSeluScale));
-  map_elementwise<T, 1>({x}, out, [=](Vec v) { return Vec::blendv(alpha_scale * v.expm1(), scale * v, v > zero); });
+  map_elementwise<T, 1>({x}, out, [=](Vec v) { return Vec::blendv(alpha_scale * vec_expm1(v), scale * v, v > zero); });
 }
 
 at::Tensor selu(const at::Tensor& self) {
