@@ -144,38 +144,34 @@ C10_ALWAYS_INLINE Vectorized<T> rounded(const Vectorized<T>& v) {
 #if defined(__x86_64__) && (defined(CPU_CAPABILITY_AVX512) || defined(CPU_CAPABILITY_AVX2))
 constexpr bool kHasRsqrtNewton = true;
 
-C10_ALWAYS_INLINE Vectorized<float> rsqrt_newton_sqrt(const Vectorized<float>& vx) {
+// rsqrtps's own approximation (AVX-512's rsqrt14 is another), 8 lanes at a
+// time; and MKL's test for the lanes it sends to its scalar path: bits +
+// 0x7f800000 > 0xfefff000, as signed integers.
+C10_ALWAYS_INLINE Vectorized<float> rsqrtps(const Vectorized<float>& vx) {
 #if defined(CPU_CAPABILITY_AVX512)
   const __m512 x = vx;
-  // rsqrtps's own approximation (rsqrt14 is another), 8 lanes at a time
-  const __m512 y = _mm512_insertf32x8(_mm512_castps256_ps512(_mm256_rsqrt_ps(_mm512_castps512_ps256(x))),
-                                      _mm256_rsqrt_ps(_mm512_extractf32x8_ps(x, 1)), 1);
-  const __m512 half = _mm512_set1_ps(0.5f);
-  const __m512 s = _mm512_mul_ps(x, y), h = _mm512_mul_ps(half, y);
-  const __m512 e = _mm512_sub_ps(half, opaque(_mm512_mul_ps(s, h)));
-  const __m512 s1 = _mm512_add_ps(opaque(_mm512_mul_ps(s, e)), s);
-  const __m512 h1 = _mm512_add_ps(opaque(_mm512_mul_ps(h, e)), h);
-  const __m512 r = _mm512_sub_ps(x, opaque(_mm512_mul_ps(s1, s1)));
-  const __m512 result = _mm512_add_ps(opaque(_mm512_mul_ps(r, h1)), s1);
-  // bits + 0x7f800000 > 0xfefff000 as signed: MKL's test for the lanes it
-  // sends to its scalar path
-  const __mmask16 rare = _mm512_cmpgt_epi32_mask(_mm512_add_epi32(_mm512_castps_si512(x), _mm512_set1_epi32(0x7f800000)),
-                                                 _mm512_set1_epi32(int32_t(0xfefff000)));
-  return _mm512_mask_sqrt_ps(result, rare, x);
+  return _mm512_insertf32x8(_mm512_castps256_ps512(_mm256_rsqrt_ps(_mm512_castps512_ps256(x))),
+                            _mm256_rsqrt_ps(_mm512_extractf32x8_ps(x, 1)), 1);
 #else
-  const __m256 x = vx;
-  const __m256 y = _mm256_rsqrt_ps(x);
-  const __m256 half = _mm256_set1_ps(0.5f);
-  const __m256 s = _mm256_mul_ps(x, y), h = _mm256_mul_ps(half, y);
-  const __m256 e = _mm256_sub_ps(half, opaque(_mm256_mul_ps(s, h)));
-  const __m256 s1 = _mm256_add_ps(opaque(_mm256_mul_ps(s, e)), s);
-  const __m256 h1 = _mm256_add_ps(opaque(_mm256_mul_ps(h, e)), h);
-  const __m256 r = _mm256_sub_ps(x, opaque(_mm256_mul_ps(s1, s1)));
-  const __m256 result = _mm256_add_ps(opaque(_mm256_mul_ps(r, h1)), s1);
-  const __m256 rare = _mm256_castsi256_ps(_mm256_cmpgt_epi32(
-      _mm256_add_epi32(_mm256_castps_si256(x), _mm256_set1_epi32(0x7f800000)), _mm256_set1_epi32(int32_t(0xfefff000))));
-  return _mm256_blendv_ps(result, _mm256_sqrt_ps(x), rare);
+  return _mm256_rsqrt_ps(vx);
 #endif
+}
+
+C10_ALWAYS_INLINE Vectorized<float> mkl_rare_lanes(const Vectorized<float>& x) {
+  using Ints = Vectorized<int32_t>;
+  const Ints biased = at::vec::cast<int32_t>(x) + Ints(0x7f800000);
+  return at::vec::cast<float>(biased > Ints(int32_t(0xfefff000)));
+}
+
+C10_ALWAYS_INLINE Vectorized<float> rsqrt_newton_sqrt(const Vectorized<float>& x) {
+  using Vec = Vectorized<float>;
+  const Vec y = rsqrtps(x), half(0.5f);
+  const Vec s = x * y, h = half * y;
+  const Vec e = half - rounded(s * h);
+  const Vec s1 = rounded(s * e) + s;
+  const Vec h1 = rounded(h * e) + h;
+  const Vec r = x - rounded(s1 * s1);
+  return Vec::blendv(rounded(r * h1) + s1, x.sqrt(), mkl_rare_lanes(x));
 }
 #else
 constexpr bool kHasRsqrtNewton = false;

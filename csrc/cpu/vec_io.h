@@ -120,32 +120,48 @@ struct VecIO {
   }
 };
 
+#if defined(CPU_CAPABILITY_AVX512)
+// x = n ln2 + r for exp and expm1: x clamped into [lowest, 89] (the clamp's
+// constants first, so NaN stays NaN), n = round(x / ln 2), and r = x - n ln2
+// in two parts (Cody-Waite), so r is exact and |r| <= ln2 / 2.
+struct ExpReduction {
+  __m512 n, r;
+};
+
+C10_ALWAYS_INLINE ExpReduction exp_reduction(__m512 x, float lowest) {
+  const __m512 clamped = _mm512_min_ps(_mm512_set1_ps(89.f), _mm512_max_ps(_mm512_set1_ps(lowest), x));
+  const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(clamped, _mm512_set1_ps(1.44269504088896341f)),
+                                        _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  const __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), clamped);
+  return {n, _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r)};
+}
+
+// sum of r^k / k! for k from `lowest` to kHighest, by Horner's rule.
+template <int kHighest>
+C10_ALWAYS_INLINE __m512 exp_taylor(__m512 r, int lowest) {
+  float coefficient[kHighest + 1];
+  double factorial = 1;
+  for (int k = 0; k <= kHighest; ++k) {
+    factorial *= k > 0 ? k : 1;
+    coefficient[k] = float(1 / factorial);  // 1 / k! correctly rounded: exact factorials
+  }
+  __m512 p = _mm512_set1_ps(coefficient[kHighest]);
+  for (int k = kHighest - 1; k >= lowest; --k) p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(coefficient[k]));
+  return p;
+}
+#endif
+
 // exp in float32 vectors, within 1 ulp of the exact value (tests/test_exp.py
 // sweeps it), several times cheaper than Sleef's 1-ulp expf on AVX-512:
-// exp(x) = 2^n * exp(r) with n = round(x / ln 2) and r = x - n ln 2 (in two
-// parts, Cody-Waite, so r is exact), exp(r) by its degree-7 Taylor polynomial
-// (|r| <= ln2 / 2: truncation below 1e-8), and 2^n applied with scalef, which
-// also overflows to inf and underflows gradually to 0. The clamps keep +-inf
-// from making r NaN and take their constant as the first operand, so a NaN
-// input stays NaN. Elsewhere: Sleef.
+// exp(x) = 2^n * exp(r) (exp_reduction), exp(r) by its degree-7 Taylor
+// polynomial (truncation below 1e-8), and 2^n applied with scalef, which
+// also overflows to inf and underflows gradually to 0. Elsewhere: Sleef.
 template <typename Acc>
 C10_ALWAYS_INLINE Vectorized<Acc> vec_exp(const Vectorized<Acc>& x) {
 #if defined(CPU_CAPABILITY_AVX512)
   if constexpr (std::is_same_v<Acc, float>) {
-    const __m512 clamped = _mm512_min_ps(_mm512_set1_ps(89.f), _mm512_max_ps(_mm512_set1_ps(-104.f), x));
-    const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(clamped, _mm512_set1_ps(1.44269504088896341f)),
-                                          _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), clamped);
-    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
-    __m512 p = _mm512_set1_ps(1.f / 5040);
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.f / 720));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.f / 120));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.f / 24));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.f / 6));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.f));
-    return _mm512_scalef_ps(p, n);
+    const ExpReduction e = exp_reduction(x, -104.f);
+    return _mm512_scalef_ps(exp_taylor<7>(e.r, 0), e.n);
   }
 #endif
   return x.exp();
@@ -153,29 +169,17 @@ C10_ALWAYS_INLINE Vectorized<Acc> vec_exp(const Vectorized<Acc>& x) {
 
 // expm1 in float32 vectors, within 1 ulp (tests/test_vec_exp.py sweeps it
 // through SELU), about vec_exp's cost where Sleef's expm1 costs several
-// times more: expm1(x) = 2^n expm1(r) + (2^n - 1), with n and r as in
-// vec_exp, expm1(r) = r + r^2 P(r) (Taylor to degree 8, |r| <= ln2 / 2) and
-// the sum rounded once (fma). 2^n - 1 is exact down to n = -24 and -1 below.
-// The clamp's constants come first, so NaN stays NaN; x = +-0 returns x
-// (the sum would give +0 for -0). Elsewhere: Sleef.
+// times more: expm1(x) = 2^n expm1(r) + (2^n - 1), with expm1(r) = r + r^2
+// P(r) (Taylor to degree 8) and the sum rounded once (fma). 2^n - 1 is exact
+// down to n = -24 and -1 below. x = +-0 returns x (the sum would give +0
+// for -0). Elsewhere: Sleef.
 template <typename Acc>
 C10_ALWAYS_INLINE Vectorized<Acc> vec_expm1(const Vectorized<Acc>& x) {
 #if defined(CPU_CAPABILITY_AVX512)
   if constexpr (std::is_same_v<Acc, float>) {
-    const __m512 clamped = _mm512_min_ps(_mm512_set1_ps(89.f), _mm512_max_ps(_mm512_set1_ps(-30.f), x));
-    const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(clamped, _mm512_set1_ps(1.44269504088896341f)),
-                                          _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), clamped);
-    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
-    __m512 p = _mm512_set1_ps(1.f / 40320);
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.f / 5040));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.f / 720));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.f / 120));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.f / 24));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.f / 6));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
-    const __m512 expm1_r = _mm512_fmadd_ps(_mm512_mul_ps(r, r), p, r);
-    const __m512 two_n = _mm512_scalef_ps(_mm512_set1_ps(1.f), n);
+    const ExpReduction e = exp_reduction(x, -30.f);
+    const __m512 expm1_r = _mm512_fmadd_ps(_mm512_mul_ps(e.r, e.r), exp_taylor<8>(e.r, 2), e.r);
+    const __m512 two_n = _mm512_scalef_ps(_mm512_set1_ps(1.f), e.n);
     const __m512 result = _mm512_fmadd_ps(expm1_r, two_n, _mm512_sub_ps(two_n, _mm512_set1_ps(1.f)));
     return _mm512_mask_mov_ps(result, _mm512_cmp_ps_mask(x, _mm512_setzero_ps(), _CMP_EQ_OQ), x);
   }
