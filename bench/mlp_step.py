@@ -17,15 +17,9 @@ import torch
 from torch import nn
 
 import fastact
+from fastact_apps.train.tutorials import mlp
 
 DIMS, BATCH = (784, 512, 512, 10), 256
-
-
-def _mlp():
-    layers = []
-    for i, (a, b) in enumerate(zip(DIMS, DIMS[1:])):
-        layers += [nn.Linear(a, b)] + ([nn.ReLU()] if i < len(DIMS) - 2 else [])
-    return nn.Sequential(*layers)
 
 
 def main() -> None:
@@ -33,7 +27,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=200)
     args = parser.parse_args()
     torch.manual_seed(0)
-    model = _mlp()
+    model = mlp(*DIMS)()
     ours = fastact.fuse(copy.deepcopy(model))
     x, y = torch.randn(BATCH, DIMS[0]), torch.randint(0, DIMS[-1], (BATCH,))
     optimizer = torch.optim.SGD(model.parameters(), lr=0.05)

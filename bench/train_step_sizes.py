@@ -15,16 +15,10 @@ import torch
 from torch import nn
 
 import fastact
+from fastact_apps.train.tutorials import mlp
 
 MODELS = {"2-10-2": (2, 10, 2), "11-20-12-6-4": (11, 20, 12, 6, 4)}
 BATCHES = (16, 1024, 8192, 131072)
-
-
-def _mlp(dims):
-    layers = []
-    for i, (a, b) in enumerate(zip(dims, dims[1:])):
-        layers += [nn.Linear(a, b)] + ([nn.ReLU()] if i < len(dims) - 2 else [])
-    return nn.Sequential(*layers)
 
 
 def main() -> None:
@@ -37,7 +31,7 @@ def main() -> None:
     for name, dims in MODELS.items():
         for rows in BATCHES:
             torch.manual_seed(0)
-            model = _mlp(dims)
+            model = mlp(*dims)()
             x, y = torch.randn(rows, dims[0]), torch.randint(0, dims[-1], (rows,))
             ours = fastact.fuse(copy.deepcopy(model))
             theirs_opt = torch.optim.Adam(model.parameters(), lr=0.01)

@@ -36,7 +36,8 @@ def _adam(lr):
 def _sgd(lr, momentum=0.0):
     return torch.optim.SGD, {"lr": lr, "momentum": momentum}
 
-def _mlp(*layers: int, activation=nn.ReLU) -> Callable[[], nn.Sequential]:
+def mlp(*layers: int, activation=nn.ReLU) -> Callable[[], nn.Sequential]:
+    """A builder of Linear layers of these sizes with `activation` between them (None: none)."""
     def build():
         mods: List[nn.Module] = []
         for i, (a, b) in enumerate(zip(layers, layers[1:])):
@@ -47,23 +48,23 @@ def _mlp(*layers: int, activation=nn.ReLU) -> Callable[[], nn.Sequential]:
     return build
 
 TUTORIALS: Dict[str, Tutorial] = {
-    "circles": Tutorial(_mlp(2, 10, 2), circles, _adam(0.01), nn.CrossEntropyLoss, 300, source="seed 002, ReLU"),
-    "circles-linear": Tutorial(_mlp(2, 10, 2, activation=None), circles, _adam(0.01), nn.CrossEntropyLoss, 300,
+    "circles": Tutorial(mlp(2, 10, 2), circles, _adam(0.01), nn.CrossEntropyLoss, 300, source="seed 002, ReLU"),
+    "circles-linear": Tutorial(mlp(2, 10, 2, activation=None), circles, _adam(0.01), nn.CrossEntropyLoss, 300,
                                source="seed 002, no activation"),
-    "spiral": Tutorial(_mlp(2, 64, 3), spiral, _adam(0.02), nn.CrossEntropyLoss, 1000,
+    "spiral": Tutorial(mlp(2, 64, 3), spiral, _adam(0.02), nn.CrossEntropyLoss, 1000,
                        source="nnfs spiral (its Adam setting)"),
-    "simplenn": Tutorial(_mlp(10, 20, 1, activation=lambda: nn.LeakyReLU(0.01)), lambda: regression(1000, 10),
+    "simplenn": Tutorial(mlp(10, 20, 1, activation=lambda: nn.LeakyReLU(0.01)), lambda: regression(1000, 10),
                          _sgd(0.01), nn.MSELoss, 300, source="seed 000, LeakyReLU"),
-    "simplenn-4class": Tutorial(_mlp(10, 20, 4, activation=lambda: nn.LeakyReLU(0.01)), lambda: blobs(1000, 10, 4),
+    "simplenn-4class": Tutorial(mlp(10, 20, 4, activation=lambda: nn.LeakyReLU(0.01)), lambda: blobs(1000, 10, 4),
                                 _sgd(0.1), nn.CrossEntropyLoss, 300, source="seed 000, 4 classes"),
-    "datacamp": Tutorial(_mlp(11, 20, 12, 6, 4), lambda: blobs(1000, 11, 4), _adam(0.01), nn.CrossEntropyLoss, 300,
+    "datacamp": Tutorial(mlp(11, 20, 12, 6, 4), lambda: blobs(1000, 11, 4), _adam(0.01), nn.CrossEntropyLoss, 300,
                          source="seeds 001/003"),
-    "backprop": Tutorial(_mlp(16, 8, 4, 2), lambda: blobs(1000, 16, 2), _sgd(0.1), nn.CrossEntropyLoss, 300,
+    "backprop": Tutorial(mlp(16, 8, 4, 2), lambda: blobs(1000, 16, 2), _sgd(0.1), nn.CrossEntropyLoss, 300,
                          source="seed 001 backprop"),
     "sigmoid": Tutorial(lambda: nn.Sequential(nn.Linear(2, 2), nn.Sigmoid()), two_class_clusters, _sgd(0.1),
                         nn.CrossEntropyLoss, 1000, source="seed 004, Sigmoid"),
     "tanh": Tutorial(lambda: nn.Sequential(nn.Linear(2, 2), nn.Tanh()), two_class_clusters, _sgd(0.1),
                      nn.CrossEntropyLoss, 1000, source="seed 004, Tanh"),
-    "mlp": Tutorial(_mlp(784, 512, 512, 10), lambda: blobs(4096, 784, 10), _sgd(0.05), nn.CrossEntropyLoss, 2,
+    "mlp": Tutorial(mlp(784, 512, 512, 10), lambda: blobs(4096, 784, 10), _sgd(0.05), nn.CrossEntropyLoss, 2,
                     batch=256, source="MNIST-sized, synthetic"),
 }
