@@ -210,21 +210,19 @@ InlineSqrt inline_sqrt_mode() {
       }
       return true;
     };
+    // keeps `alive` only while the candidate's sqrt of in[0, n) is want's
+    const auto compare = [&](auto mode, bool& alive, int64_t n) {
+      if (!alive) return;
+      for (int64_t i = 0; i < n; i += kSize) {
+        inline_sqrt<decltype(mode)::value>(Vectorized<float>::loadu(in + i)).store(got + i);
+      }
+      alive = agrees(n);
+    };
     const auto check = [&](int64_t n) {
       while (n % kSize) in[n++] = 1.0f;
       optimizer::sqrt_as_torch(in, want, n);
-      if (correctly_rounded) {
-        for (int64_t i = 0; i < n; i += kSize) {
-          inline_sqrt<InlineSqrt::kCorrectlyRounded>(Vectorized<float>::loadu(in + i)).store(got + i);
-        }
-        correctly_rounded = agrees(n);
-      }
-      if (rsqrt_newton) {
-        for (int64_t i = 0; i < n; i += kSize) {
-          inline_sqrt<InlineSqrt::kRsqrtNewton>(Vectorized<float>::loadu(in + i)).store(got + i);
-        }
-        rsqrt_newton = agrees(n);
-      }
+      compare(std::integral_constant<InlineSqrt, InlineSqrt::kCorrectlyRounded>(), correctly_rounded, n);
+      compare(std::integral_constant<InlineSqrt, InlineSqrt::kRsqrtNewton>(), rsqrt_newton, n);
     };
     int64_t n = 0;
     for (const Range& r : ranges) {
