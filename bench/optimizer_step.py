@@ -3,7 +3,8 @@
     python -P bench/optimizer_step.py [--repeats N] [--large-repeats N]
 
 For each tutorial model (its own optimizer and settings, as `fastact train`
-has them) and for a 10M-parameter model (two 2500x2000 layers), the step
+has them), for 100K and 300K parameters (cache-resident) and for a
+10M-parameter model (two 2500x2000 layers), the step
 alone (gradients already in place) with torch's default implementation, its
 foreach and fused implementations, and fastact's one call; the steps take
 turns, and each figure is a median. Prints microseconds per step and the
@@ -62,10 +63,15 @@ def main() -> None:
         model = tutorial.build()
         cases.append((name, cls.__name__, settings, lambda m=model: [p.detach().clone() for p in m.parameters()],
                       args.repeats))
-    shapes = [(2500, 2000), (2500,), (2000, 2500), (2000,)]
-    for cls_name in ("SGD", "Adam", "AdamW"):
-        settings = {"lr": 0.01, "momentum": 0.9} if cls_name == "SGD" else {"lr": 0.001}
-        cases.append((f"10M params", cls_name, settings, lambda: [torch.randn(s) for s in shapes], args.large_repeats))
+    # cache-resident (below and above the 2^18 elements from which Adam's
+    # float sqrt may be inline) and memory-bound
+    sizes = [("100K params", [(320, 320)], max(args.repeats // 10, 20)),
+             ("300K params", [(600, 500)], max(args.repeats // 20, 20)),
+             ("10M params", [(2500, 2000), (2500,), (2000, 2500), (2000,)], args.large_repeats)]
+    for label, shapes, repeats in sizes:
+        for cls_name in ("SGD", "Adam", "AdamW"):
+            settings = {"lr": 0.01, "momentum": 0.9} if cls_name == "SGD" else {"lr": 0.001}
+            cases.append((label, cls_name, settings, lambda shapes=shapes: [torch.randn(s) for s in shapes], repeats))
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; microseconds per optimizer step "
           "(median, interleaved)")
     head = (f"{'model':16s} {'optimizer':18s} " + " ".join(f"{k:>10s}" for k in IMPLEMENTATIONS)
