@@ -10,7 +10,7 @@ messages; the op list and constants). The apps (`fastact train`, `fastact
 bench`) live beside the library, in fastact_apps.
 """
 from fastact import functional, optim
-from fastact._backends import BackendInfo, backend, empty_cache, set_backend
+from fastact._backends import BackendInfo, backend, empty_cache, set_backend, wait_for_kernels
 from fastact.modules import (GELU, SELU, BCEWithLogitsLoss, Chained, CrossEntropyLoss, Fused, FusedLinear, LeakyReLU,
                              LinearChain, LogSoftmax, ReLU, Sigmoid, Softmax, Tanh)
 from fastact.surgery import fuse, summary, swap
@@ -25,5 +25,5 @@ __version__ = "0.1.0"
 __all__ = ["ReLU", "LeakyReLU", "Sigmoid", "Tanh", "GELU", "SELU", "Softmax", "LogSoftmax", "CrossEntropyLoss",
            "BCEWithLogitsLoss", "FusedLinear", "LinearChain", "Chained", "Fused", "functional", "optim", "swap", "fuse", "summary", "TrainStep",
            "backend", "set_backend",
-           "BackendInfo", "empty_cache", "relu", "relu_", "sigmoid", "tanh", "selu", "selu_", "softmax",
+           "BackendInfo", "empty_cache", "wait_for_kernels", "relu", "relu_", "sigmoid", "tanh", "selu", "selu_", "softmax",
            "log_softmax"]

@@ -3,7 +3,8 @@
 Every test runs once per fastact backend (`--backends`, default: cpp and
 numba), the backend selected with fastact.set_backend around it; tests
 marked `cpp_only` cover what only the C++ extension has (its vector exp,
-its output cache) and run on it alone."""
+its output cache) and run on it alone; `numba_only`, the same for the
+Numba backend's own machinery."""
 import os
 
 import pytest
@@ -12,6 +13,10 @@ import pytest
 # are small, and it is the Numba kernels it tests (test_backend.py checks the
 # hand-over itself). Set before fastact imports the backend.
 os.environ["FASTACT_NUMBA_TORCH_BELOW"] = "0"
+# and compiles them on first call in the process that calls them, not in a
+# background worker (test_backend.py checks that worker); also for the
+# processes tests start
+os.environ["FASTACT_NUMBA_WARMUP"] = "inline"
 
 import fastact  # noqa: E402
 
@@ -25,6 +30,7 @@ def pytest_addoption(parser):
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "cpp_only: covers a feature of the C++ backend alone")
+    config.addinivalue_line("markers", "numba_only: covers a feature of the Numba backend alone")
     wanted = config.getoption("--backends").split(",")
     unknown = set(wanted) - set(BACKENDS)
     if unknown:
@@ -40,8 +46,9 @@ def pytest_configure(config):
 def pytest_generate_tests(metafunc):
     if "fastact_backend" in metafunc.fixturenames:
         backends = metafunc.config.getoption("--backends").split(",")
-        if metafunc.definition.get_closest_marker("cpp_only"):
-            backends = [b for b in backends if b == "cpp"]  # not generated for the others, so not skipped
+        for alone in ("cpp", "numba"):
+            if metafunc.definition.get_closest_marker(f"{alone}_only"):
+                backends = [b for b in backends if b == alone]  # not generated for the others, so not skipped
         metafunc.parametrize("fastact_backend", backends, scope="session")
 
 

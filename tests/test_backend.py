@@ -198,7 +198,8 @@ def test_numba_hands_small_inputs_to_torch(monkeypatch, big):
              "softmax": (F.softmax(x, 1), torch.softmax(x, 1)),
              "cross_entropy": (F.cross_entropy(x, target), TF.cross_entropy(x, target)),
              "bce": (F.binary_cross_entropy_with_logits(x, x.sigmoid().detach()),
-                     TF.binary_cross_entropy_with_logits(x, x.sigmoid().detach()))}
+                     TF.binary_cross_entropy_with_logits(x, x.sigmoid().detach())),
+             "relu_": (F.relu_(x * 1), torch.relu_(x * 1))}
     for name, (got, expected) in calls.items():
         torch.testing.assert_close(got, expected, rtol=2e-6, atol=1e-6)
         torch_node = type(expected.grad_fn).__name__
@@ -229,3 +230,64 @@ def test_numba_large_outputs_are_reused_bounded_and_emptied(monkeypatch):
     del big, c
     assert outputs.pool.held == 8 << 20  # (c came back; big did not)
     assert outputs.empty((3,), torch.float32).numel() == 3  # small ones: torch's allocator
+
+
+_FIRST_USE_IN_THE_BACKGROUND = r'''
+import os
+import numba, torch
+import fastact, fastact.functional as F
+from fastact._backends.numba import kernels, warmup
+
+fastact.set_backend("numba")
+x = torch.randn(4, 8, requires_grad=True)
+assert type(F.relu(x).grad_fn).__name__ == "ReluBackward0"  # torch's op while the worker compiles
+assert "compiling in the background" in warmup.state(), warmup.state()
+assert warmup.wait(timeout=600) and os.path.exists(warmup.marker_path())
+assert type(F.relu(x).grad_fn).__name__ != "ReluBackward0"  # the kernel, from the cache
+
+# every other signature the ops give the kernels is in the cache too: no call compiles
+big = torch.randn(300, 300, requires_grad=True)  # threaded: the kernels see slices
+for dtype in (torch.float32, torch.float64, torch.float16, torch.bfloat16):
+    for v in (x.to(dtype), x.to(dtype).t(), big.to(dtype)):
+        v = v.detach().requires_grad_()
+        outs = [F.relu(v), F.leaky_relu(v, -0.2), F.sigmoid(v), F.tanh(v), F.gelu(v, approximate="tanh"),
+                F.selu(v), F.softmax(v, 0), F.log_softmax(v, 1), F.softmax(v.unsqueeze(0), 1)]
+        weight = torch.rand(v.shape[1], dtype=dtype)
+        target = torch.randint(0, v.shape[1], (v.shape[0],))
+        outs += [F.cross_entropy(v, target, weight, ignore_index=1, label_smoothing=0.1),
+                 F.cross_entropy(v, torch.softmax(v.detach().float(), 1).to(dtype), weight, label_smoothing=0.2),
+                 F.binary_cross_entropy_with_logits(v, torch.rand_like(v), weight, pos_weight=weight.flip(0)),
+                 F.selu_(v * 1)]
+        torch.autograd.grad(sum(o.float().sum() for o in outs), v)
+        with torch.no_grad():
+            F.cross_entropy(v, target, reduction="none")
+            F.binary_cross_entropy_with_logits(v, torch.rand_like(v), reduction="sum")
+            for op in (F.relu_, F.leaky_relu_, F.selu_):
+                op(v.clone())
+for act in ("none", "relu", "leaky_relu", "sigmoid", "tanh"):
+    F.fused_linear(x, torch.randn(5, 8, requires_grad=True), None, act).sum().backward()
+misses = {name: dict(d.stats.cache_misses) for name, d in vars(kernels).items()
+          if isinstance(d, numba.core.registry.CPUDispatcher) and d.stats.cache_misses}
+assert not misses, misses
+print("ok")
+'''
+
+
+@pytest.mark.numba_only
+def test_numba_first_use_compiles_in_the_background_and_torch_runs_meanwhile(tmp_path):
+    """On an empty kernel cache the first call that needs a kernel starts a
+    worker process that compiles them all, and runs torch's op meanwhile;
+    afterwards the kernels load from the cache for every signature the ops
+    give them. A second process finds the cache warm at once."""
+    env = {"FASTACT_NUMBA_WARMUP": "background", "FASTACT_NUMBA_CACHE_DIR": str(tmp_path),
+           "FASTACT_NUMBA_TORCH_BELOW": "0"}
+    out = run_python(_FIRST_USE_IN_THE_BACKGROUND, **env)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", (out.stdout, out.stderr,
+                                                                 (tmp_path / "warmup.log").read_text())
+    again = run_python("import torch, fastact, fastact.functional as F\n"
+                       "from fastact._backends.numba import warmup\n"
+                       "fastact.set_backend('numba')\n"
+                       "print(type(F.sigmoid(torch.randn(3, requires_grad=True)).grad_fn).__name__, "
+                       "warmup.state())", **env)
+    assert again.returncode == 0, again.stderr
+    assert "SigmoidBackward0" not in again.stdout and "from the kernel cache" in again.stdout, again.stdout

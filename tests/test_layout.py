@@ -25,6 +25,7 @@ LAYERS = {
     "fastact._backends.numba.fastmath": 2,
     "fastact._backends.numba.outputs": 2,
     "fastact._backends.numba.kernels": 2,
+    "fastact._backends.numba.warmup": 2,
     "fastact._backends.numba.library": 3,
     "fastact._backends.numba.autograd": 4,
     "fastact._backends.numba": 5,

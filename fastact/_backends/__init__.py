@@ -109,6 +109,19 @@ def set_backend(name: str) -> BackendInfo:
     return backend()
 
 
+def wait_for_kernels(timeout: float = None) -> bool:
+    """On the Numba backend, block until its kernels may run: on first use
+    with an empty kernel cache they compile in a background process, and
+    calls run torch's own ops until then (fastact/_backends/numba/warmup.py).
+    For timing the kernels. True when they may run (False: timeout passed);
+    at once on the C++ backend."""
+    if current != "numba":
+        return True
+    from fastact._backends.numba import warmup
+
+    return warmup.wait(timeout)
+
+
 def empty_cache() -> None:
     """Return the freed CPU output buffers fastact keeps for reuse to the OS
     (like torch.cuda.empty_cache for the CUDA caching allocator)."""

@@ -32,6 +32,10 @@ def run(ops: List[str], sizes: Optional[List[Tuple[int, int]]], modes: List[str]
         with_compile: bool = False, progress: Callable[[str], None] = lambda s: None,
         with_numba: bool = False, device: str = "cpu", dtype: torch.dtype = torch.float32) -> List[Result]:
     start_backend = fastact.backend().name
+    if with_numba:
+        fastact.set_backend("numba")
+        fastact.wait_for_kernels()  # its kernels, not torch's ops while they compile in the background
+        fastact.set_backend(start_backend)
     sync = device_sync(device)
     results = []
     for name in ops:

@@ -19,7 +19,7 @@ from typing import Tuple
 import torch
 
 from fastact import _checks, _spec
-from fastact._backends.numba import autograd
+from fastact._backends.numba import autograd, warmup
 from fastact._backends.numba.library import NAMESPACE
 
 _tables = None
@@ -161,15 +161,28 @@ _TORCH_EAGER = {
 
 
 def _small_to_torch(name: str, op):
+    """op, or torch's own op for a small input, or while the kernels are
+    compiled in the background (warmup.py)."""
     torch_form = _TORCH_EAGER.get(name, autograd.TORCH_FORMS[name])
     loss = name in _spec.FUSED_LOSSES
 
     def call(input, *args):
-        if input.numel() >= TORCH_BELOW or not input.is_cpu:
+        if input.numel() >= TORCH_BELOW and warmup.kernels_ready() or not input.is_cpu:
             return op(input, *args)
         if loss:  # the loss, and an empty gradient: fastact.functional reads only the loss
             return torch_form(input, *args), input.new_empty(0)
         return torch_form(input, *args)
+
+    return call
+
+
+def _inplace_small_to_torch(name: str, op):
+    torch_form = _TORCH_INPLACE[_spec.INPLACE[name]]
+
+    def call(input, *args):
+        if input.numel() >= TORCH_BELOW and warmup.kernels_ready() or not input.is_cpu:
+            return op(input, *args)
+        torch_form(input, *args)
 
     return call
 
@@ -190,9 +203,38 @@ def tables() -> Tuple[SimpleNamespace, SimpleNamespace]:
                 traced[name] = _fused_loss(name)
             else:
                 traced[name] = getattr(torch.ops.fastact_numba, name).default
-        eager = {name: _small_to_torch(name, op) if name in _ROUTED else op for name, op in traced.items()}
+        eager = {name: _small_to_torch(name, op) if name in _ROUTED else
+                 _inplace_small_to_torch(name, op) if name in _spec.INPLACE else op for name, op in traced.items()}
         _tables = SimpleNamespace(**traced), SimpleNamespace(**eager)
     return _tables
+
+
+def compile_every_kernel() -> None:
+    """The background worker of warmup.py: every kernel into the cache, in
+    every signature the ops give it (float32 and float64; float16 and
+    bfloat16 run as float32), by running each op's forward and backward on
+    small inputs through the eager table (tests/test_backend.py checks that
+    no call compiles anything afterwards)."""
+    global TORCH_BELOW
+    TORCH_BELOW = 0
+    warmup.main(_exercise)
+
+
+def _exercise() -> None:
+    _, ops = tables()
+    mean = _spec.REDUCTION_MEAN
+    for dtype in (torch.float32, torch.float64):
+        x = torch.randn(4, 8, dtype=dtype, requires_grad=True)
+        outs = [ops.relu(x), ops.sigmoid(x), ops.tanh(x), ops.gelu(x, "none"), ops.selu(x), ops.leaky_relu(x, 0.1),
+                ops.softmax(x, 1), ops.log_softmax(x, 1),
+                ops.cross_entropy(x, torch.randint(0, 8, (4,)), None, mean, -100, 0.0, True)[0],
+                ops.cross_entropy(x, torch.rand(4, 8, dtype=dtype), None, mean, -100, 0.0, True)[0],
+                ops.binary_cross_entropy_with_logits(x, torch.rand(4, 8, dtype=dtype), None, None, mean, True)[0]]
+        from_output = x * 1
+        ops.selu_(from_output)  # differentiated from its output
+        torch.autograd.grad(sum(o.sum() for o in outs) + from_output.sum(), x)
+        for inplace, args in ((ops.relu_, ()), (ops.leaky_relu_, (0.1,)), (ops.selu_, ())):
+            inplace(x.detach().clone(), *args)
 
 
 def build() -> str:
@@ -200,4 +242,5 @@ def build() -> str:
     import numba
 
     return (f"numba {numba.__version__}, threading layer {numba.config.THREADING_LAYER}, "
-            f"{numba.config.NUMBA_NUM_THREADS} threads, torch's kernels below {TORCH_BELOW} elements")
+            f"{numba.config.NUMBA_NUM_THREADS} threads, torch's kernels below {TORCH_BELOW} elements; "
+            f"kernels: {warmup.state()}")
