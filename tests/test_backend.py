@@ -291,3 +291,30 @@ def test_numba_first_use_compiles_in_the_background_and_torch_runs_meanwhile(tmp
                        "warmup.state())", **env)
     assert again.returncode == 0, again.stderr
     assert "SigmoidBackward0" not in again.stdout and "from the kernel cache" in again.stdout, again.stdout
+
+
+@pytest.mark.numba_only
+def test_numba_eager_calls_keep_the_dispatcher_where_something_must_see_the_op():
+    """Plain eager calls on the Numba backend run the ops' functions without
+    the dispatcher (autograd.direct); a dispatch mode and the profiler must
+    still see the ops, forward and backward."""
+    import torch
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    import fastact.functional as F
+
+    seen = []
+
+    class Seen(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            seen.append(str(func))
+            return func(*args, **(kwargs or {}))
+
+    x = torch.randn(4, 8, requires_grad=True)
+    with Seen():
+        F.softmax(x, 1).sum().backward()
+    assert "fastact_numba.softmax.default" in seen and "fastact_numba.softmax_backward.default" in seen, seen
+    with torch.profiler.profile() as prof:
+        F.relu(x).sum().backward()
+    names = {e.name for e in prof.events()}
+    assert {"fastact_numba::relu", "fastact_numba::relu_backward"} <= names, sorted(names)

@@ -84,8 +84,8 @@ def _inplace(name: str):
     return op
 
 
-def _fused_loss(name: str):
-    op = getattr(torch.ops.fastact_numba, name).default
+def _fused_loss(name: str, op=None):
+    op = op or getattr(torch.ops.fastact_numba, name).default
 
     def checked(input, target, *rest):
         # the C++ autograd kernel's check (csrc/autograd/fused_loss.cpp), same message
@@ -203,7 +203,9 @@ def tables() -> Tuple[SimpleNamespace, SimpleNamespace]:
                 traced[name] = _fused_loss(name)
             else:
                 traced[name] = getattr(torch.ops.fastact_numba, name).default
-        eager = {name: _small_to_torch(name, op) if name in _ROUTED else
+        direct = {name: autograd.direct(name) for name in _ROUTED}
+        direct.update({name: _fused_loss(name, direct[name]) for name in _spec.FUSED_LOSSES})
+        eager = {name: _small_to_torch(name, direct[name]) if name in _ROUTED else
                  _inplace_small_to_torch(name, op) if name in _spec.INPLACE else op for name, op in traced.items()}
         _tables = SimpleNamespace(**traced), SimpleNamespace(**eager)
     return _tables

@@ -106,7 +106,23 @@ def run_backward(name, *args):
     """The derivative: the Numba op, or ATen's formula when it is recorded."""
     if _recorded():
         return DIFFERENTIABLE[name](*args)
+    if _undispatched(args):
+        return library.RAW[name](*args)
     return getattr(library, name)(*args)
+
+
+_profiling = torch._C._autograd._profiler_enabled
+# the batched tensors of gradcheck's batched-gradient check (legacy vmap, which sets no functorch transform)
+_legacy_batched = torch._C._functorch.is_legacy_batchedtensor
+
+
+def _undispatched(args):
+    """Whether a call with these arguments may skip the dispatcher: what it
+    would find there is grad mode, autocast and the CPU kernel, and nothing
+    that must see the op (a dispatch mode, a tensor subclass or batched
+    tensor, a functorch transform, forward AD, the profiler recording ops)."""
+    return not (torch._C._len_torch_dispatch_stack() or _forward_ad_possible() or _profiling()) and \
+        all(type(a) is torch.Tensor and not _legacy_batched(a) for a in args if isinstance(a, torch.Tensor))
 
 
 def _forward_ad_possible():
@@ -247,7 +263,11 @@ def _node_class(name, setup_context, backward):
     op = getattr(torch.ops.fastact_numba, name).default
     below = torch._C._after_autograd_keyset
 
+    raw = library.RAW[name]
+
     def forward(keyset, *args):
+        if keyset is None:  # called by direct(): the plain function
+            return raw(*args)
         with torch._C._AutoDispatchBelowAutograd():
             return op.redispatch(keyset & below, *args)
 
@@ -274,10 +294,13 @@ def _extras_need_grad(name, args):
         isinstance(a, torch.Tensor) and a.requires_grad for a in args[1:])
 
 
+_NODES = {}  # op name -> its node class
+
+
 def _autograd_kernel(name, setup_context, backward):
     op = getattr(torch.ops.fastact_numba, name).default
     below = torch._C._after_autograd_keyset
-    node = _node_class(name, setup_context, backward)
+    node = _NODES[name] = _node_class(name, setup_context, backward)
     torch_form = TORCH_FORMS[name]
     n_args = len(op._schema.arguments)
 
@@ -310,3 +333,27 @@ def register() -> None:
         warnings.filterwarnings("ignore", message="(?s).*Overriding a previously registered kernel")
         for name, (setup_context, backward) in entries.items():
             _lib.impl(name, _autograd_kernel(name, setup_context, backward), "Autograd", with_keyset=True)
+
+
+def direct(name):
+    """op `name` for eager calls: the dispatcher's work done here where
+    nothing else needs to see the op (_undispatched; autocast off for the ops
+    with an autocast policy), the node and the plain function called
+    directly. The dispatcher's Python hops (the Autograd kernel, then the
+    CPU one) cost about 20 us a call, forward and backward, more than the
+    kernels at the tutorials' sizes. Anything else takes the op."""
+    op = getattr(torch.ops.fastact_numba, name).default
+    raw, node = library.RAW[name], _NODES[name]
+    n_args = len(op._schema.arguments)
+    autocast = name in _spec.AUTOCAST["cpu"]
+
+    def call(*args):
+        if len(args) < n_args or not _undispatched(args) or autocast and torch.is_autocast_enabled("cpu"):
+            return op(*args)
+        if torch.is_grad_enabled() and any(isinstance(a, torch.Tensor) and a.requires_grad for a in args):
+            if _extras_need_grad(name, args):
+                return op(*args)
+            return node.apply(None, *args)
+        return raw(*args)
+
+    return call

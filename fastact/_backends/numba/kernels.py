@@ -62,7 +62,14 @@ def _dot(a, b):
 def _row_max(row):
     """max over a row, NaN skipped (the NaN reaches the row through its exp),
     -inf for an empty or all -inf row. Kept in 16 running maxima, which LLVM
-    vectorizes; a single running max is a chain of dependent compares."""
+    vectorizes; a single running max is a chain of dependent compares. A
+    short row (the tutorials' 2-10 classes) takes the plain loop: the lanes'
+    allocation would cost more than the row."""
+    if row.size < 64:
+        m = row.dtype.type(-np.inf)
+        for c in range(row.size):
+            m = row[c] if row[c] > m else m
+        return m
     lanes = np.empty(16, dtype=row.dtype)
     for j in range(16):  # (np.full would compile its own implementation first)
         lanes[j] = -np.inf

@@ -23,6 +23,7 @@ from fastact._backends.numba import kernels, outputs
 
 NAMESPACE = "fastact_numba"
 _REDUCED = (torch.float16, torch.bfloat16)
+_NATIVE = (torch.float32, torch.float64)  # the dtypes the kernels run in
 
 
 # ---- the boundary: tensors to NumPy views and back -------------------------
@@ -61,7 +62,15 @@ def _pointwise(name: str, kernel, out_like: Tensor, inputs, *scalars, out: Optio
     """out = kernel(inputs..., scalars...) elementwise, in out's memory order."""
     _check_cpu(name, *inputs)
     out = outputs.empty_like(out_like) if out is None else out
-    if out.numel() == 0:
+    n = out.numel()
+    if n == 0:
+        return out
+    if out.dtype in _NATIVE and out.is_contiguous() and all(t.is_contiguous() and t.dtype == out.dtype for t in inputs):
+        # the common case in fewer tensor calls (each costs about a microsecond, as much as a
+        # small kernel): contiguous tensors of one native dtype are already flat arrays
+        arrays = [t.detach().view(-1).numpy() for t in inputs]
+        scalars = [arrays[0].dtype.type(s) if isinstance(s, float) else s for s in scalars]
+        _run(kernel, n, 1, [*arrays, *scalars, out.detach().view(-1).numpy()], (*range(len(arrays)), -1))
         return out
     order = _memory_order(out)
     arrays = [_numpy(_flat(t, order)) for t in inputs]
@@ -131,6 +140,8 @@ def _same_layout(name: str, g: Tensor, saved: Tensor) -> None:
 # The ops' kernels, registered a second time without custom_op's wrapper
 # (below).
 _direct = torch.library.Library(NAMESPACE, "FRAGMENT")
+# op name -> its plain function, what eager calls run without the dispatcher (autograd.direct)
+RAW = {}
 
 
 def _op(name, mutates_args=()):
@@ -143,6 +154,7 @@ def _op(name, mutates_args=()):
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="(?s).*Overriding a previously registered kernel")
             _direct.impl(name, fn, "CompositeExplicitAutograd")
+        RAW[name] = fn
         return op
     return define
 
@@ -253,6 +265,8 @@ def _rows(t: Tensor, dim: int) -> Tensor:
     """t with `dim` moved last, as a contiguous [rows, size(dim)] array."""
     if t.dim() == 0:
         return t.reshape(1, 1).contiguous()
+    if dim == t.dim() - 1 and t.is_contiguous() and t.numel():
+        return t.view(-1, t.size(dim))  # already rows: one view, not three calls
     return t.movedim(dim, -1).contiguous().reshape(-1, t.size(dim))
 
 
