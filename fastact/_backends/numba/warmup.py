@@ -97,12 +97,13 @@ def _start_worker():
         return None
     package_parent = os.path.dirname(os.path.dirname(os.path.dirname(cache.PACKAGE_DIR)))
     env = {**os.environ, "FASTACT_BACKEND": "numba", "FASTACT_NUMBA_WARMUP": "inline",
-           "FASTACT_NUMBA_CACHE_DIR": cache.cache_dir(), "OMP_NUM_THREADS": "1",
-           # this very fastact, wherever it was imported from (the cache is kept per copy)
-           "PYTHONPATH": os.pathsep.join(p for p in (package_parent, os.environ.get("PYTHONPATH")) if p)}
+           "FASTACT_NUMBA_CACHE_DIR": cache.cache_dir(), "OMP_NUM_THREADS": "1"}
+    # this very fastact, first on the path (not one in the working directory: the cache and the
+    # marker are kept per copy)
+    code = f"import sys; sys.path.insert(0, {package_parent!r}); {_WORKER}"
     with log:
         # its own session: a Ctrl-C of the caller leaves it to finish the cache
-        return subprocess.Popen([sys.executable, "-c", _WORKER], env=env, stdout=log,
+        return subprocess.Popen([sys.executable, "-c", code], env=env, stdout=log,
                                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
 
 
