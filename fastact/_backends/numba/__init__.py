@@ -160,6 +160,11 @@ _TORCH_EAGER = {
 }
 
 
+def _on_kernels(input) -> bool:
+    # (a non-CPU input too: the op raises the backend's clear error)
+    return input.numel() >= TORCH_BELOW and warmup.kernels_ready() or not input.is_cpu
+
+
 def _small_to_torch(name: str, op):
     """op, or torch's own op for a small input, or while the kernels are
     compiled in the background (warmup.py)."""
@@ -167,7 +172,7 @@ def _small_to_torch(name: str, op):
     loss = name in _spec.FUSED_LOSSES
 
     def call(input, *args):
-        if input.numel() >= TORCH_BELOW and warmup.kernels_ready() or not input.is_cpu:
+        if _on_kernels(input):
             return op(input, *args)
         if loss:  # the loss, and an empty gradient: fastact.functional reads only the loss
             return torch_form(input, *args), input.new_empty(0)
@@ -180,7 +185,7 @@ def _inplace_small_to_torch(name: str, op):
     torch_form = _TORCH_INPLACE[_spec.INPLACE[name]]
 
     def call(input, *args):
-        if input.numel() >= TORCH_BELOW and warmup.kernels_ready() or not input.is_cpu:
+        if _on_kernels(input):
             return op(input, *args)
         torch_form(input, *args)
 

@@ -65,17 +65,17 @@ def _pointwise(name: str, kernel, out_like: Tensor, inputs, *scalars, out: Optio
     n = out.numel()
     if n == 0:
         return out
-    if out.dtype in _NATIVE and out.is_contiguous() and all(t.is_contiguous() and t.dtype == out.dtype for t in inputs):
-        # the common case in fewer tensor calls (each costs about a microsecond, as much as a
-        # small kernel): contiguous tensors of one native dtype are already flat arrays
-        arrays = [t.detach().view(-1).numpy() for t in inputs]
-        scalars = [arrays[0].dtype.type(s) if isinstance(s, float) else s for s in scalars]
-        _run(kernel, n, 1, [*arrays, *scalars, out.detach().view(-1).numpy()], (*range(len(arrays)), -1))
-        return out
-    order = _memory_order(out)
-    arrays = [_numpy(_flat(t, order)) for t in inputs]
+    # the common case in fewer tensor calls (each costs about a microsecond, as much as a
+    # small kernel): contiguous tensors of one native dtype are already flat arrays
+    flat = out.dtype in _NATIVE and out.is_contiguous() and \
+        all(t.is_contiguous() and t.dtype == out.dtype for t in inputs)
+    order = None if flat else _memory_order(out)
+    arrays = [t.detach().view(-1).numpy() if flat else _numpy(_flat(t, order)) for t in inputs]
     # float parameters in the arrays' precision, so float32 math stays float32 (as torch's)
     scalars = [arrays[0].dtype.type(s) if isinstance(s, float) else s for s in scalars]
+    if flat:
+        _run(kernel, n, 1, [*arrays, *scalars, out.detach().view(-1).numpy()], (*range(len(arrays)), -1))
+        return out
     flat_out = out.permute(order).view(-1) if out.permute(order).is_contiguous() else None
     target = flat_out if flat_out is not None and out.dtype not in _REDUCED else \
         outputs.empty((out.numel(),), torch.float32 if out.dtype in _REDUCED else out.dtype)

@@ -24,6 +24,7 @@ call (milliseconds each). Tiered, as a JIT with an interpreter is.
 FASTACT_NUMBA_WARMUP: "background" (the default) or "inline" (compile in the
 calling process, on each kernel's first call: the test suite). The bench
 waits for the worker (fastact.wait_for_kernels())."""
+import functools
 import hashlib
 import os
 import subprocess
@@ -42,7 +43,9 @@ _worker = None  # the worker this process started
 _next_look = 0.0
 
 
+@functools.lru_cache(maxsize=None)
 def _key() -> str:
+    """(once per process: a waiting caller asks for the marker every 50 ms)"""
     import numba
 
     parts = [cache.PACKAGE_DIR, numba.__version__, sys.version]
