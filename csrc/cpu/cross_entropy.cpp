@@ -63,11 +63,7 @@ double cross_entropy_long_rows(const Problem<T>& P, int64_t begin, int64_t end, 
   if (P.stream) streaming_store_fence();
   return total;
 }
-// Rows of few classes, kStep at a time: the block is transposed into a tile
-// whose lane k holds row k (StridedRows over the tile), so nothing reduces
-// across lanes and every vector instruction serves kStep rows. Per-row
-// overhead (horizontal reductions, a scalar log) would otherwise dominate the
-// tutorial-sized losses.
+// Rows of few classes, kStep at a time, through tiles (rows.h: rows_to_tile).
 template <typename T>
 double cross_entropy_short_rows(const Problem<T>& P, int64_t begin, int64_t end, T* loss_rows) {
   using IO = VecIO<T>;
@@ -79,13 +75,8 @@ double cross_entropy_short_rows(const Problem<T>& P, int64_t begin, int64_t end,
   double total = 0;
   for (int64_t r0 = begin; r0 < end; r0 += K) {
     const int64_t lanes = std::min(K, end - r0);
-    auto to_tile = [&](const T* rows, T* tile) {
-      for (int64_t k = 0; k < lanes; ++k) {
-        for (int64_t c = 0; c < C; ++c) tile[c * K + k] = rows[(r0 + k) * C + c];
-      }
-    };
-    to_tile(P.x, x_tile.data());
-    if (P.prob_target) to_tile(P.prob_target, t_tile.data());
+    rows_to_tile(P.x + r0 * C, C, lanes, x_tile.data());
+    if (P.prob_target) rows_to_tile(P.prob_target + r0 * C, C, lanes, t_tile.data());
     const StridedRows<T> tile{C, K, lanes};
     const TargetLanes<Vec> target = P.index_target ? target_lanes<Vec>(P, P.index_target + r0, lanes)
                                                    : TargetLanes<Vec>{Vec(-1), Vec(1), Vec(0) == Vec(0), {-1}};
@@ -97,19 +88,10 @@ double cross_entropy_short_rows(const Problem<T>& P, int64_t begin, int64_t end,
       if (loss_rows) loss_rows[r0 + k] = T(losses[k]);
       total += losses[k];
     }
-    if (P.grad) {
-      for (int64_t k = 0; k < lanes; ++k) {
-        for (int64_t c = 0; c < C; ++c) P.grad[(r0 + k) * C + c] = g_tile[c * K + k];
-      }
-    }
+    if (P.grad) tile_to_rows(g_tile.data(), C, lanes, P.grad + r0 * C);
   }
   return total;
 }
-
-// Below this many classes tiling wins (measured: 1000 rows of 32 to 127
-// classes run 1.2-1.8x faster tiled than row by row).
-template <typename T>
-constexpr int64_t kShortRowClasses = 8 * VecIO<T>::kStep;
 
 std::tuple<at::Tensor, at::Tensor> cross_entropy(const at::Tensor& input, const at::Tensor& target,
                                                  const std::optional<at::Tensor>& weight_opt,

@@ -68,7 +68,7 @@ typename VecIO<T>::Vec cross_entropy_rows(const Problem<T>& P, const Row& row, c
     if (grad) e.store(scratch + row.scratch_index(o));
     return e;
   });
-  const Vec log_sum = sum.log(), inv_sum = Vec(1) / sum;
+  const Vec log_sum = row.log(sum), inv_sum = Vec(1) / sum;
   // -log p, formed as (max - x) + log_sum; p itself from the kept exps
   auto neg_log_p = [&](int64_t o, int64_t n) { return (max - IO::load(x + o, n)) + log_sum; };
   auto p = [&](int64_t o) { return Vec::loadu(scratch + row.scratch_index(o)) * inv_sum; };

@@ -42,7 +42,7 @@ void log_softmax_row(const Row& row, const T* x, T* y, acc_t<T>*) {
                              [&](int64_t o, int64_t n) { return IO::load(x + o, n); });
   const Vec sum = row.reduce(0, vec_add<Vec>,
                              [&](int64_t o, int64_t n) { return vec_exp(IO::load(x + o, n) - max); });
-  const Vec log_sum = sum.log();
+  const Vec log_sum = row.log(sum);
   row.map(y, [&](int64_t o, int64_t n) { return (IO::load(x + o, n) - max) - log_sum; });
 }
 
@@ -79,11 +79,12 @@ at::Tensor softmax_forward(const at::Tensor& self, int64_t dim) {
     const scalar_t* xp = x.const_data_ptr<scalar_t>();
     scalar_t* yp = y.mutable_data_ptr<scalar_t>();
     const bool stream = use_streaming_stores(y.nbytes());
-    for_each_row<scalar_t>(s, stream, [&](const auto& row, int64_t start, acc_t<scalar_t>* scratch) {
+    for_each_row<scalar_t, 1>(s, stream, {xp}, yp, [&](const auto& row, const auto& in, scalar_t* out,
+                                                       acc_t<scalar_t>* scratch) {
       if constexpr (kLog) {
-        log_softmax_row<scalar_t>(row, xp + start, yp + start, scratch);
+        log_softmax_row<scalar_t>(row, in[0], out, scratch);
       } else {
-        softmax_row<scalar_t>(row, xp + start, yp + start, scratch);
+        softmax_row<scalar_t>(row, in[0], out, scratch);
       }
     });
   });
@@ -104,11 +105,12 @@ at::Tensor softmax_backward(const at::Tensor& grad_output, const at::Tensor& out
     const scalar_t* yp = y.const_data_ptr<scalar_t>();
     scalar_t* dxp = dx.mutable_data_ptr<scalar_t>();
     const bool stream = use_streaming_stores(dx.nbytes());
-    for_each_row<scalar_t>(s, stream, [&](const auto& row, int64_t start, acc_t<scalar_t>*) {
+    for_each_row<scalar_t, 2>(s, stream, {gp, yp}, dxp, [&](const auto& row, const auto& in, scalar_t* out,
+                                                           acc_t<scalar_t>*) {
       if constexpr (kLog) {
-        log_softmax_backward_row<scalar_t>(row, gp + start, yp + start, dxp + start);
+        log_softmax_backward_row<scalar_t>(row, in[0], in[1], out);
       } else {
-        softmax_backward_row<scalar_t>(row, gp + start, yp + start, dxp + start);
+        softmax_backward_row<scalar_t>(row, in[0], in[1], out);
       }
     });
   });

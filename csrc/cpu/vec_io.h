@@ -120,48 +120,94 @@ struct VecIO {
   }
 };
 
+#if defined(CPU_CAPABILITY_AVX512) || defined(CPU_CAPABILITY_AVX2)
+#define FASTACT_OWN_EXP 1
+// fastact's float exp and expm1 (below) on AVX-512 and AVX2; the ISAs differ
+// only in how 2^n is applied (pow2, scale_by_pow2).
+
+// max(a, b) and min(a, b) that return b where either is NaN (the x86
+// instructions' rule): exp_reduction's clamps rely on it to keep NaN.
+C10_ALWAYS_INLINE Vectorized<float> max_or_second(const Vectorized<float>& a, const Vectorized<float>& b) {
 #if defined(CPU_CAPABILITY_AVX512)
+  return _mm512_max_ps(a, b);
+#else
+  return _mm256_max_ps(a, b);
+#endif
+}
+C10_ALWAYS_INLINE Vectorized<float> min_or_second(const Vectorized<float>& a, const Vectorized<float>& b) {
+#if defined(CPU_CAPABILITY_AVX512)
+  return _mm512_min_ps(a, b);
+#else
+  return _mm256_min_ps(a, b);
+#endif
+}
+
+// 2^n for integral n in [-126, 128] (128 gives inf).
+C10_ALWAYS_INLINE Vectorized<float> pow2(const Vectorized<float>& n) {
+#if defined(CPU_CAPABILITY_AVX512)
+  return _mm512_scalef_ps(_mm512_set1_ps(1.f), n);
+#else
+  return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23));
+#endif
+}
+
+// p * 2^n for integral n in [-150, 128], rounded once: AVX-512's scalef;
+// AVX2 in two factors 2^(n/2) and 2^(n - n/2), both normal, the first
+// product exact, so a subnormal result underflows gradually as with scalef.
+C10_ALWAYS_INLINE Vectorized<float> scale_by_pow2(const Vectorized<float>& p, const Vectorized<float>& n) {
+#if defined(CPU_CAPABILITY_AVX512)
+  return _mm512_scalef_ps(p, n);
+#else
+  const __m256i whole = _mm256_cvtps_epi32(n), half = _mm256_srai_epi32(whole, 1);
+  const auto factor = [](__m256i k) {
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(k, _mm256_set1_epi32(127)), 23));
+  };
+  return _mm256_mul_ps(_mm256_mul_ps(p, factor(half)), factor(_mm256_sub_epi32(whole, half)));
+#endif
+}
+
 // x = n ln2 + r for exp and expm1: x clamped into [lowest, 89] (the clamp's
 // constants first, so NaN stays NaN), n = round(x / ln 2), and r = x - n ln2
 // in two parts (Cody-Waite), so r is exact and |r| <= ln2 / 2.
 struct ExpReduction {
-  __m512 n, r;
+  Vectorized<float> n, r;
 };
 
-C10_ALWAYS_INLINE ExpReduction exp_reduction(__m512 x, float lowest) {
-  const __m512 clamped = _mm512_min_ps(_mm512_set1_ps(89.f), _mm512_max_ps(_mm512_set1_ps(lowest), x));
-  const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(clamped, _mm512_set1_ps(1.44269504088896341f)),
-                                        _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  const __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), clamped);
-  return {n, _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r)};
+C10_ALWAYS_INLINE ExpReduction exp_reduction(const Vectorized<float>& x, float lowest) {
+  using Vec = Vectorized<float>;
+  const Vec clamped = min_or_second(Vec(89.f), max_or_second(Vec(lowest), x));
+  const Vec n = (clamped * Vec(1.44269504088896341f)).round();
+  const Vec r = at::vec::fnmadd(n, Vec(0.693359375f), clamped);
+  return {n, at::vec::fnmadd(n, Vec(-2.12194440e-4f), r)};
 }
 
 // sum of r^k / k! for k from `lowest` to kHighest, by Horner's rule.
 template <int kHighest>
-C10_ALWAYS_INLINE __m512 exp_taylor(__m512 r, int lowest) {
+C10_ALWAYS_INLINE Vectorized<float> exp_taylor(const Vectorized<float>& r, int lowest) {
   float coefficient[kHighest + 1];
   double factorial = 1;
   for (int k = 0; k <= kHighest; ++k) {
     factorial *= k > 0 ? k : 1;
     coefficient[k] = float(1 / factorial);  // 1 / k! correctly rounded: exact factorials
   }
-  __m512 p = _mm512_set1_ps(coefficient[kHighest]);
-  for (int k = kHighest - 1; k >= lowest; --k) p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(coefficient[k]));
+  Vectorized<float> p(coefficient[kHighest]);
+  for (int k = kHighest - 1; k >= lowest; --k) p = at::vec::fmadd(p, r, Vectorized<float>(coefficient[k]));
   return p;
 }
 #endif
 
-// exp in float32 vectors, within 1 ulp of the exact value (tests/test_exp.py
-// sweeps it), several times cheaper than Sleef's 1-ulp expf on AVX-512:
-// exp(x) = 2^n * exp(r) (exp_reduction), exp(r) by its degree-7 Taylor
-// polynomial (truncation below 1e-8), and 2^n applied with scalef, which
-// also overflows to inf and underflows gradually to 0. Elsewhere: Sleef.
+// exp in float32 vectors, within 1 ulp of the exact value (tests/test_vec_exp.py
+// sweeps it), inlined and cheaper than Sleef's 1-ulp expf (a call per
+// vector): exp(x) = 2^n * exp(r) (exp_reduction), exp(r) by its degree-7
+// Taylor polynomial (truncation below 1e-8), and 2^n applied last
+// (scale_by_pow2), which also overflows to inf and underflows gradually to 0.
+// Elsewhere (the baseline build, double): Sleef.
 template <typename Acc>
 C10_ALWAYS_INLINE Vectorized<Acc> vec_exp(const Vectorized<Acc>& x) {
-#if defined(CPU_CAPABILITY_AVX512)
+#if defined(FASTACT_OWN_EXP)
   if constexpr (std::is_same_v<Acc, float>) {
     const ExpReduction e = exp_reduction(x, -104.f);
-    return _mm512_scalef_ps(exp_taylor<7>(e.r, 0), e.n);
+    return scale_by_pow2(exp_taylor<7>(e.r, 0), e.n);
   }
 #endif
   return x.exp();
@@ -175,13 +221,13 @@ C10_ALWAYS_INLINE Vectorized<Acc> vec_exp(const Vectorized<Acc>& x) {
 // for -0). Elsewhere: Sleef.
 template <typename Acc>
 C10_ALWAYS_INLINE Vectorized<Acc> vec_expm1(const Vectorized<Acc>& x) {
-#if defined(CPU_CAPABILITY_AVX512)
+#if defined(FASTACT_OWN_EXP)
   if constexpr (std::is_same_v<Acc, float>) {
+    using Vec = Vectorized<float>;
     const ExpReduction e = exp_reduction(x, -30.f);
-    const __m512 expm1_r = _mm512_fmadd_ps(_mm512_mul_ps(e.r, e.r), exp_taylor<8>(e.r, 2), e.r);
-    const __m512 two_n = _mm512_scalef_ps(_mm512_set1_ps(1.f), e.n);
-    const __m512 result = _mm512_fmadd_ps(expm1_r, two_n, _mm512_sub_ps(two_n, _mm512_set1_ps(1.f)));
-    return _mm512_mask_mov_ps(result, _mm512_cmp_ps_mask(x, _mm512_setzero_ps(), _CMP_EQ_OQ), x);
+    const Vec expm1_r = at::vec::fmadd(e.r * e.r, exp_taylor<8>(e.r, 2), e.r);
+    const Vec two_n = pow2(e.n);
+    return Vec::blendv(at::vec::fmadd(expm1_r, two_n, two_n - Vec(1.f)), x, x == Vec(0.f));
   }
 #endif
   return x.expm1();
