@@ -13,6 +13,7 @@
 #include <ATen/core/Tensor.h>
 
 #include <array>
+#include <bit>
 #include <cmath>
 #include <vector>
 
@@ -46,6 +47,7 @@ struct LastDimRow {
   }
   // log of a reduction's result (the row's value in every lane): one scalar
   // log, not a vector one (Sleef's, a call costing more than a short row).
+  // The store does not happen: inlined, the compiler reads lane 0 in place.
   Vec log(const Vec& reduced) const {
     Acc lanes[IO::kStep];
     reduced.store(lanes);
@@ -80,7 +82,7 @@ struct StridedRows {
     // division (tens of cycles, per element on short rows): o is a multiple
     // of inner, so o / inner = (o >> tz) times the inverse of inner's odd
     // part mod 2^64 (Newton's iteration doubles the correct bits from 3).
-    shift = __builtin_ctzll(uint64_t(inner));
+    shift = std::countr_zero(uint64_t(inner));
     const uint64_t odd = uint64_t(inner) >> shift;
     inverse = odd;
     for (int i = 0; i < 5; ++i) inverse *= 2 - odd * inverse;

@@ -142,12 +142,19 @@ C10_ALWAYS_INLINE Vectorized<float> min_or_second(const Vectorized<float>& a, co
 #endif
 }
 
+#if !defined(CPU_CAPABILITY_AVX512)
+// 2^k for integral k in [-126, 128] (128 gives inf), from its exponent bits.
+C10_ALWAYS_INLINE __m256 pow2_of_int(const __m256i& k) {
+  return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(k, _mm256_set1_epi32(127)), 23));
+}
+#endif
+
 // 2^n for integral n in [-126, 128] (128 gives inf).
 C10_ALWAYS_INLINE Vectorized<float> pow2(const Vectorized<float>& n) {
 #if defined(CPU_CAPABILITY_AVX512)
   return _mm512_scalef_ps(_mm512_set1_ps(1.f), n);
 #else
-  return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23));
+  return pow2_of_int(_mm256_cvtps_epi32(n));
 #endif
 }
 
@@ -159,10 +166,7 @@ C10_ALWAYS_INLINE Vectorized<float> scale_by_pow2(const Vectorized<float>& p, co
   return _mm512_scalef_ps(p, n);
 #else
   const __m256i whole = _mm256_cvtps_epi32(n), half = _mm256_srai_epi32(whole, 1);
-  const auto factor = [](__m256i k) {
-    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(k, _mm256_set1_epi32(127)), 23));
-  };
-  return _mm256_mul_ps(_mm256_mul_ps(p, factor(half)), factor(_mm256_sub_epi32(whole, half)));
+  return _mm256_mul_ps(_mm256_mul_ps(p, pow2_of_int(half)), pow2_of_int(_mm256_sub_epi32(whole, half)));
 #endif
 }
 
