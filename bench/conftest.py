@@ -4,6 +4,8 @@
     pytest bench/ --benchmark-disable                     # run every case once (CI smoke)
     pytest bench/ --bench-device cuda                     # on a GPU (each call synchronised)
 """
+import math
+
 import pytest
 import torch
 
@@ -43,10 +45,19 @@ def fastact_backend(request, bench_device):
     fastact.set_backend(previous)
 
 
+# The smoke run (--benchmark-disable, CI) calls each case once; above this
+# many elements (the 4096 x 32000 losses: 1 GB of inputs, a minute of CI on
+# two cores) a case is timed only when benchmarking.
+SMOKE_MAX_ELEMENTS = 1 << 25
+
+
 @pytest.fixture
 def run_case(benchmark, bench_device):
-    def run(fn, shape, mode, aux=None):
-        """Benchmarks fn(x, aux) on a fresh x of `shape`."""
+    def run(fn, shape, mode, make_aux=None):
+        """Benchmarks fn(x, aux) on a fresh x of `shape`, aux = make_aux(shape)."""
+        if benchmark.disabled and math.prod(shape) > SMOKE_MAX_ELEMENTS:
+            pytest.skip(f"{shape[0]}x{shape[1]} is run only when benchmarking (not under --benchmark-disable)")
+        aux = make_aux(shape) if make_aux else None
         backward = mode == "fwd+bwd"
         x, g = make_case(shape, backward, bench_device)
         benchmark.extra_info["shape"] = list(shape)

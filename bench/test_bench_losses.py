@@ -20,10 +20,10 @@ IDS = [f"{target}-{mode}-{shape[0]}x{shape[1]}" for target, mode, shape in CASES
 @pytest.mark.parametrize("case", CASES, ids=IDS)
 def test_torch(run_case, case):
     target, mode, shape = case
-    run_case(LOSSES[target][0], shape, mode, TARGETS[target](shape))
+    run_case(LOSSES[target][0], shape, mode, TARGETS[target])
 
 
 @pytest.mark.parametrize("case", CASES, ids=IDS)
 def test_fastact(run_case, fastact_backend, case):
     target, mode, shape = case
-    run_case(LOSSES[target][1], shape, mode, TARGETS[target](shape))
+    run_case(LOSSES[target][1], shape, mode, TARGETS[target])

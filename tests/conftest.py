@@ -4,7 +4,9 @@ Every test runs once per fastact backend (`--backends`, default: cpp and
 numba), the backend selected with fastact.set_backend around it; tests
 marked `cpp_only` cover what only the C++ extension has (its vector exp,
 its output cache) and run on it alone; `numba_only`, the same for the
-Numba backend's own machinery."""
+Numba backend's own machinery; `once`, tests of fresh processes that choose
+their own backends (or none), which the in-process backend does not change:
+they run on the first backend of --backends only."""
 import os
 
 import pytest
@@ -31,6 +33,7 @@ def pytest_addoption(parser):
 def pytest_configure(config):
     config.addinivalue_line("markers", "cpp_only: covers a feature of the C++ backend alone")
     config.addinivalue_line("markers", "numba_only: covers a feature of the Numba backend alone")
+    config.addinivalue_line("markers", "once: runs fresh processes only; the in-process backend changes nothing")
     wanted = config.getoption("--backends").split(",")
     unknown = set(wanted) - set(BACKENDS)
     if unknown:
@@ -49,6 +52,8 @@ def pytest_generate_tests(metafunc):
         for alone in ("cpp", "numba"):
             if metafunc.definition.get_closest_marker(f"{alone}_only"):
                 backends = [b for b in backends if b == alone]  # not generated for the others, so not skipped
+        if metafunc.definition.get_closest_marker("once"):
+            backends = backends[:1]
         metafunc.parametrize("fastact_backend", backends, scope="session")
 
 
