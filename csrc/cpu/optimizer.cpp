@@ -163,6 +163,14 @@ C10_ALWAYS_INLINE Vectorized<float> mkl_rare_lanes(const Vectorized<float>& x) {
   return at::vec::cast<float>(biased > Ints(int32_t(0xfefff000)));
 }
 
+C10_ALWAYS_INLINE bool any_lane(const Vectorized<float>& mask) {
+#if defined(CPU_CAPABILITY_AVX512)
+  return _mm512_movepi32_mask(_mm512_castps_si512(mask)) != 0;
+#else
+  return _mm256_movemask_ps(mask) != 0;
+#endif
+}
+
 C10_ALWAYS_INLINE Vectorized<float> rsqrt_newton_sqrt(const Vectorized<float>& x) {
   using Vec = Vectorized<float>;
   const Vec y = rsqrtps(x), half(0.5f);
@@ -171,7 +179,12 @@ C10_ALWAYS_INLINE Vectorized<float> rsqrt_newton_sqrt(const Vectorized<float>& x
   const Vec s1 = rounded(s * e) + s;
   const Vec h1 = rounded(h * e) + h;
   const Vec r = x - rounded(s1 * s1);
-  return Vec::blendv(rounded(r * h1) + s1, x.sqrt(), mkl_rare_lanes(x));
+  const Vec root = rounded(r * h1) + s1;
+  // The correctly rounded sqrt only where a lane needs it: computed for
+  // every vector, it costs as much as the rest of the sqrt.
+  const Vec rare = mkl_rare_lanes(x);
+  if (C10_UNLIKELY(any_lane(rare))) return Vec::blendv(root, x.sqrt(), rare);
+  return root;
 }
 #else
 constexpr bool kHasRsqrtNewton = false;
