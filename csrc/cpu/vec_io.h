@@ -125,20 +125,13 @@ struct VecIO {
 // fastact's float exp and expm1 (below) on AVX-512 and AVX2; the ISAs differ
 // only in how 2^n is applied (pow2, scale_by_pow2).
 
-// max(a, b) and min(a, b) that return b where either is NaN (the x86
-// instructions' rule): exp_reduction's clamps rely on it to keep NaN.
-C10_ALWAYS_INLINE Vectorized<float> max_or_second(const Vectorized<float>& a, const Vectorized<float>& b) {
+// x clamped to [lowest, highest] with NaN kept: x86's max and min return
+// their second operand where either is NaN, and x is the inner one's.
+C10_ALWAYS_INLINE Vectorized<float> clamp_keeping_nan(const Vectorized<float>& x, float lowest, float highest) {
 #if defined(CPU_CAPABILITY_AVX512)
-  return _mm512_max_ps(a, b);
+  return _mm512_min_ps(_mm512_set1_ps(highest), _mm512_max_ps(_mm512_set1_ps(lowest), x));
 #else
-  return _mm256_max_ps(a, b);
-#endif
-}
-C10_ALWAYS_INLINE Vectorized<float> min_or_second(const Vectorized<float>& a, const Vectorized<float>& b) {
-#if defined(CPU_CAPABILITY_AVX512)
-  return _mm512_min_ps(a, b);
-#else
-  return _mm256_min_ps(a, b);
+  return _mm256_min_ps(_mm256_set1_ps(highest), _mm256_max_ps(_mm256_set1_ps(lowest), x));
 #endif
 }
 
@@ -179,7 +172,7 @@ struct ExpReduction {
 
 C10_ALWAYS_INLINE ExpReduction exp_reduction(const Vectorized<float>& x, float lowest) {
   using Vec = Vectorized<float>;
-  const Vec clamped = min_or_second(Vec(89.f), max_or_second(Vec(lowest), x));
+  const Vec clamped = clamp_keeping_nan(x, lowest, 89.f);
   const Vec n = (clamped * Vec(1.44269504088896341f)).round();
   const Vec r = at::vec::fnmadd(n, Vec(0.693359375f), clamped);
   return {n, at::vec::fnmadd(n, Vec(-2.12194440e-4f), r)};
