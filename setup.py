@@ -66,6 +66,15 @@ CAPABILITY_MACROS = {
 }
 
 
+def _read(path):
+    """A file's text, or None where there is none."""
+    try:
+        with open(path) as f:
+            return f.read()
+    except OSError:
+        return None
+
+
 def sources(pattern):
     return sorted(os.path.relpath(p, HERE) for p in glob.glob(os.path.join(HERE, "csrc", pattern)))
 
@@ -120,6 +129,7 @@ class FastactBuildExtension(BuildExtension):
     def build_extension(self, ext):
         try:
             self._compile_kernels(ext)
+            self._precompile_glue_headers(ext)
             super().build_extension(ext)
         except Exception as e:
             self._give_up_on([ext], e)
@@ -142,6 +152,45 @@ class FastactBuildExtension(BuildExtension):
         # for capability.cpp: which copies it may register (the kernels need not know)
         has = [(f"FASTACT_CPU_HAS_{name}", "1") for name, _ in capabilities()]
         ext.define_macros += [m for m in has if m not in ext.define_macros]
+
+    def _precompile_glue_headers(self, ext):
+        """With GCC: csrc/glue_headers.h compiled once, with the glue files'
+        own command line, and -include'd by each of them (halves their
+        compile time). Any other compiler, or a failure here, builds as
+        before; -Winvalid-pch says so should GCC find the header unusable."""
+        cxx = os.environ.get("CXX", "c++")
+        try:
+            banner = subprocess.run([cxx, "--version"], capture_output=True, text=True, check=True).stdout
+        except (OSError, subprocess.CalledProcessError):
+            return
+        if "Free Software Foundation" not in banner:  # clang's precompiled headers work differently
+            return
+        out_dir = os.path.join(os.path.abspath(self.build_temp), "glue_pch")
+        os.makedirs(out_dir, exist_ok=True)
+        header = os.path.join(out_dir, "glue_headers.h")
+        with open(os.path.join(HERE, "csrc", "glue_headers.h")) as f:
+            text = f.read()
+        # the order torch's ninja build writes: the compiler's flags, macros,
+        # include directories, then the extension's own flags
+        macros = [f"-D{name}" if value is None else f"-D{name}={value}" for name, value in ext.define_macros]
+        includes = [f"-I{os.path.abspath(d)}" for d in ext.include_dirs + self.compiler.include_dirs]
+        command = ([cxx] + self.compiler.compiler_so[1:] + macros + includes
+                   + ["-x", "c++-header", header, "-o", header + ".gch"] + ext.extra_compile_args["cxx"])
+        # Rebuilt only when the header or the command changed: a new one
+        # would rebuild every glue object (a later `pip wheel` reuses them).
+        stamp = text + "\n" + json.dumps(command)
+        if not (os.path.exists(header + ".gch") and _read(header + ".stamp") == stamp):
+            print("fastact: precompiling the glue's torch headers", flush=True)
+            if _read(header) != text:
+                with open(header, "w") as f:
+                    f.write(text)
+            if subprocess.run(command).returncode != 0:
+                print("fastact: the precompiled header did not build; the glue parses the headers itself",
+                      flush=True)
+                return
+            with open(header + ".stamp", "w") as f:
+                f.write(stamp)
+        ext.extra_compile_args["cxx"] = ext.extra_compile_args["cxx"] + ["-include", header, "-Winvalid-pch"]
 
     def _give_up_on(self, extensions, error):
         if REQUIRE_EXTENSION:
@@ -183,7 +232,10 @@ class FastactBuildExtension(BuildExtension):
             json.dump(record, f, indent=1)
 
 
-cxx_flags = ["-O0", "-g"] if DEBUG else ["-O3", "-DNDEBUG"]
+# the standard torch's build would append, named here so that the
+# precompiled header is compiled under it too (csrc/ needs C++20 anyway)
+cxx_flags = ["-std=c++20"]
+cxx_flags += ["-O0", "-g"] if DEBUG else ["-O3", "-DNDEBUG"]
 cxx_flags += ["-fopenmp", "-Wall", "-Wno-unused-function", "-Wno-unknown-pragmas", "-Wno-maybe-uninitialized",
               "-Wno-uninitialized"]
 define_macros = []

@@ -3,7 +3,7 @@
 // direct Python bindings. Backends add kernels with TORCH_LIBRARY_IMPL in
 // their own folders (cpu/, cuda/, autograd/, autocast/, composite/), one
 // file per op family with the same stem in each.
-#include <torch/extension.h>
+#include <torch/python.h>
 #include <torch/library.h>
 
 #include <algorithm>
