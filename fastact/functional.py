@@ -53,19 +53,22 @@ def _real_or_torch(name: str, input: Tensor, torch_op) -> Tensor:
         raise
 
 
-def _pointwise(name: str, input: Tensor, *args, inplace: bool = False) -> Tensor:
-    ops = _ops()
-    if inplace:
-        getattr(ops, name + "_")(input, *args)
-        return input
-    return getattr(ops, name)(input, *args)
+def _in_place(op, input: Tensor, *args) -> Tensor:
+    op(input, *args)
+    return input
+
+
+# The activations choose the ops as _ops() does, written out: on a 5x10
+# input that helper's frame, a second one and a lookup by name cost 240 of
+# the 1400 ns of relu.
 
 
 def relu(input: Tensor, inplace: bool = False) -> Tensor:
     r"""relu(input, inplace=False) -> Tensor: max(input, 0) elementwise."""
     if has_torch_function_unary(input):
         return handle_torch_function(relu, (input,), input, inplace=inplace)
-    return _pointwise("relu", input, inplace=inplace)
+    ops = _backends.traced if is_dynamo_compiling() else _backends.eager
+    return _in_place(ops.relu_, input) if inplace else ops.relu(input)
 
 
 def relu_(input: Tensor) -> Tensor:
@@ -80,7 +83,9 @@ def leaky_relu(input: Tensor, negative_slope: float = 0.01, inplace: bool = Fals
         return handle_torch_function(
             leaky_relu, (input,), input, negative_slope=negative_slope, inplace=inplace
         )
-    return _pointwise("leaky_relu", input, float(negative_slope), inplace=inplace)
+    ops = _backends.traced if is_dynamo_compiling() else _backends.eager
+    slope = float(negative_slope)
+    return _in_place(ops.leaky_relu_, input, slope) if inplace else ops.leaky_relu(input, slope)
 
 
 def leaky_relu_(input: Tensor, negative_slope: float = 0.01) -> Tensor:
@@ -111,7 +116,7 @@ def gelu(input: Tensor, approximate: str = "none") -> Tensor:
     approximate='tanh', 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))."""
     if has_torch_function_unary(input):
         return handle_torch_function(gelu, (input,), input, approximate=approximate)
-    return _pointwise("gelu", input, approximate)
+    return (_backends.traced if is_dynamo_compiling() else _backends.eager).gelu(input, approximate)
 
 
 def selu(input: Tensor, inplace: bool = False) -> Tensor:
@@ -120,7 +125,8 @@ def selu(input: Tensor, inplace: bool = False) -> Tensor:
     output, so the in-place form is differentiable too."""
     if has_torch_function_unary(input):
         return handle_torch_function(selu, (input,), input, inplace=inplace)
-    return _pointwise("selu", input, inplace=inplace)
+    ops = _backends.traced if is_dynamo_compiling() else _backends.eager
+    return _in_place(ops.selu_, input) if inplace else ops.selu(input)
 
 
 def selu_(input: Tensor) -> Tensor:
@@ -143,7 +149,7 @@ def _softmax_family(name, input, dim, _stacklevel, dtype):
         dim = _get_softmax_dim(name, input.dim(), _stacklevel + 1)
     if dtype is not None:
         input = input.to(dtype)
-    return getattr(_ops(), name)(input, dim)
+    return getattr(_backends.traced if is_dynamo_compiling() else _backends.eager, name)(input, dim)
 
 
 def softmax(input: Tensor, dim: Optional[int] = None, _stacklevel: int = 3,
