@@ -1,12 +1,13 @@
-"""Writes csrc/cpu/vec_tables.h: the piecewise polynomials of the AVX-512
-float32 tanh, standard normal CDF and GELU derivative (vec_tanh,
-vec_normal_cdf and vec_gelu_slope in csrc/cpu/vec_io.h).
+"""Writes csrc/cpu/vec_tables.h: the piecewise polynomials of the float32
+tanh (AVX-512), standard normal CDF and GELU derivative (AVX-512 and AVX2):
+vec_tanh, vec_normal_cdf and vec_gelu_slope in csrc/cpu/vec_io.h.
 
-Each table cuts a range of |x| into 32 intervals, two or four per binade
-(the exponent and the first one or two mantissa bits of |x|: the kernel's
-table index is the bits of |x| shifted right by 22 or 21, whose low 5 bits
-vpermt2ps reads, so one coefficient for 16 lanes is one permute of a register
-pair). On each interval
+Each table cuts a range of |x| into 32 intervals (AVX-512) or 8 (AVX2), two
+or four per binade (the exponent and the first one or two mantissa bits of
+|x|: the kernel's table index is the bits of |x| shifted right by 22 or 21,
+whose low 5 bits vpermt2ps reads, or low 3 bits vpermps, so one coefficient
+for a vector is one permute of a register pair, or of one register). On each
+interval
 f(s + t) = f(s) + t q(t), q of degree 6, where:
 - the centre s is the float in the middle half of the interval whose f(s) is
   nearest a float, so f(s) is stored (nearly) exactly and t = |x| - s is exact
@@ -28,6 +29,13 @@ The tables:
 - gelu_slope, Phi(-u) - u phi(u) on the same intervals: GELU's derivative
   Phi(x) + x phi(x) at x = -u, and 1 minus it at x = u (below 5e-14 in
   magnitude past 8, taken as 0).
+- normal_tail8 and gelu_slope8, the same functions for AVX2's 8-lane
+  permute: half binades of [0.5, 8), the first fitted from 0, so [0, 0.75),
+  [0.75, 1), ... [6, 8). Degree 7 is off by at most 2.3e-8 (the CDF) and
+  9e-8 (the slope), in float32 arithmetic; degree 6 would be 1e-7 and 9e-7.
+  No exp and no division: on AVX2 the formula (Abramowitz & Stegun, with an
+  exp and a division) held GELU to 0.9-1.2x of torch's (oneDNN's JIT) at
+  cache-resident sizes.
 
 Usage: python tools/vec_tables.py > csrc/cpu/vec_tables.h
        python tools/vec_tables.py --check   (exit 1 if the header is stale; see same_header)
@@ -39,18 +47,20 @@ import sys
 
 import numpy as np
 
-INTERVALS = 32  # one zmm pair of floats per coefficient
 DEGREE = 6      # of q: each interval's polynomial has degree 7
 NODES = 256
 HEADER = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "csrc", "cpu", "vec_tables.h")
 
 # name: (f, first binade, mantissa bits in the index (1: two intervals per
 # binade, 2: four), whether the first interval is fitted from 0, |x| past
-# which the kernel does not look)
+# which the kernel does not look, intervals: 32 for a zmm pair of floats per
+# coefficient, 8 for one ymm)
 TABLES = {
-    "kTanhTable": (math.tanh, -12, 1, False, 9.1),
-    "kNormalTailTable": (lambda u: _normal_tail(u), -5, 2, True, 8.0),
-    "kGeluSlopeTable": (lambda u: _normal_tail(u) - u * _normal_density(u), -5, 2, True, 8.0),
+    "kTanhTable": (math.tanh, -12, 1, False, 9.1, 32),
+    "kNormalTailTable": (lambda u: _normal_tail(u), -5, 2, True, 8.0, 32),
+    "kGeluSlopeTable": (lambda u: _gelu_slope_tail(u), -5, 2, True, 8.0, 32),
+    "kNormalTailTable8": (lambda u: _normal_tail(u), -1, 1, True, 8.0, 8),
+    "kGeluSlopeTable8": (lambda u: _gelu_slope_tail(u), -1, 1, True, 8.0, 8),
 }
 
 
@@ -60,6 +70,10 @@ def _normal_density(u):
 
 def _normal_tail(u):
     return math.erfc(u / math.sqrt(2)) / 2
+
+
+def _gelu_slope_tail(u):
+    return _normal_tail(u) - u * _normal_density(u)
 
 
 def interval(first_binade, bits, i):
@@ -101,16 +115,16 @@ def literal(value):
     return text + ("f" if any(c in text for c in ".e") else ".f")
 
 
-def table(name, f, first_binade, bits, from_zero, limit):
-    rows = [fit(f, first_binade, bits, from_zero, limit, i) for i in range(INTERVALS)]
+def table(name, f, first_binade, bits, from_zero, limit, intervals):
+    rows = [fit(f, first_binade, bits, from_zero, limit, i) for i in range(intervals)]
     # interval i has (bits of |x|) >> (23 - bits) = (127 + first_binade) << bits
-    # + i: it sits at that mod 32
-    column = [None] * INTERVALS
-    for i in range(INTERVALS):
-        column[(((127 + first_binade) << bits) + i) % INTERVALS] = i
+    # + i: it sits at that mod the number of intervals
+    column = [None] * intervals
+    for i in range(intervals):
+        column[(((127 + first_binade) << bits) + i) % intervals] = i
     lines = [[rows[i][0] for i in column], [rows[i][1] for i in column]]
     lines += [[rows[i][2][k] for i in column] for k in range(DEGREE + 1)]
-    return [f"inline constexpr PolynomialTable {name} = {{",
+    return [f"inline constexpr PolynomialTable<{intervals}> {name} = {{",
             "    {",
             *("        {" + ", ".join(literal(v) for v in line) + "}," for line in lines),
             "    },",
@@ -124,18 +138,19 @@ def header():
         body += table(name, *spec) + [""]
     return "\n".join([
         "// Generated by tools/vec_tables.py (which says how); do not edit, run it again.",
-        "// Piecewise polynomials of the AVX-512 float32 tanh, normal CDF and GELU slope.",
+        "// Piecewise polynomials of the float32 tanh (AVX-512), normal CDF and GELU slope (AVX-512, AVX2).",
         "#pragma once",
         "",
         "namespace fastact::cpu {",
         "",
         f"inline constexpr int kTableDegree = {DEGREE};",
         "",
+        "template <int kIntervals>",
         "struct alignas(64) PolynomialTable {",
         "  // one column per interval of |x|, in the order the kernel's index reads",
         "  // them: row 0 the centre s, row 1 f(s), rows 2.. q's coefficients from",
         "  // degree 0, f(s + t) = f(s) + t q(t)",
-        f"  float rows[kTableDegree + 3][{INTERVALS}];",
+        "  float rows[kTableDegree + 3][kIntervals];",
         "  int shift;     // the index: the bits of |x| >> shift (22: two intervals per binade, 21: four)",
         "  float first;   // the first interval's start (where its fit is not from 0)",
         "  float limit;   // |x| from which the kernel does not read the table",

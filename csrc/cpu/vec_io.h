@@ -230,24 +230,62 @@ C10_ALWAYS_INLINE Vectorized<Acc> vec_expm1(const Vectorized<Acc>& x) {
   return x.expm1();
 }
 
-#if defined(CPU_CAPABILITY_AVX512)
-// f(|x|) from one of csrc/cpu/vec_tables.h's tables of 32 degree-7
-// polynomials (two or four per binade of |x|; see tools/vec_tables.py): the
-// index is the bits of `index_from` (|x|, or |x| clamped into the table's
-// range) shifted right by table.shift (22 or 21: the exponent and the first
-// one or two mantissa bits), whose low 5 bits vpermt2ps reads, so each
-// coefficient for 16 lanes is one permute of a register pair.
+#if defined(CPU_CAPABILITY_AVX512) || defined(CPU_CAPABILITY_AVX2)
+// f(|x|) from one of csrc/cpu/vec_tables.h's tables of degree-7 polynomials
+// (two or four per binade of |x|; see tools/vec_tables.py): 32 of them on
+// AVX-512, 8 on AVX2. The index is the bits of `index_from` (|x|, or |x|
+// clamped into the table's range) shifted right by table.shift (22 or 21:
+// the exponent and the first one or two mantissa bits), whose low 5 bits
+// vpermt2ps reads (low 3: vpermps), so each coefficient for a vector is one
+// permute of a register pair (of one register).
 // f(s + t) = f(s) + t q(t) around a centre s whose f is a float, so only the
 // small term is rounded.
-C10_ALWAYS_INLINE __m512 table_polynomial(const PolynomialTable& table, __m512 magnitude, __m512 index_from) {
-  const __m512i index = _mm512_srli_epi32(_mm512_castps_si512(index_from), table.shift);
-  const auto coefficient = [&](int row) {
-    return _mm512_permutex2var_ps(_mm512_load_ps(table.rows[row]), index, _mm512_load_ps(table.rows[row] + 16));
-  };
-  const __m512 t = _mm512_sub_ps(magnitude, coefficient(0));
-  __m512 q = coefficient(kTableDegree + 2);
-  for (int row = kTableDegree + 1; row >= 2; --row) q = _mm512_fmadd_ps(q, t, coefficient(row));
-  return _mm512_fmadd_ps(q, t, coefficient(1));
+#if defined(CPU_CAPABILITY_AVX512)
+using VecTable = PolynomialTable<32>;
+using TableIndex = __m512i;
+C10_ALWAYS_INLINE TableIndex table_index(const Vectorized<float>& index_from, int shift) {
+  return _mm512_srli_epi32(_mm512_castps_si512(index_from), shift);
+}
+C10_ALWAYS_INLINE Vectorized<float> table_row(const float* row, TableIndex index) {
+  return _mm512_permutex2var_ps(_mm512_load_ps(row), index, _mm512_load_ps(row + 16));
+}
+// magnitude where the table's first interval starts, and f where |x| is
+// below the limit or NaN (0 elsewhere)
+C10_ALWAYS_INLINE Vectorized<float> at_least_first(const Vectorized<float>& magnitude, float first) {
+  return _mm512_max_ps(_mm512_set1_ps(first), magnitude);
+}
+C10_ALWAYS_INLINE Vectorized<float> below_limit(const Vectorized<float>& f, const Vectorized<float>& magnitude,
+                                                float limit) {
+  return _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(magnitude, _mm512_set1_ps(limit), _CMP_NGE_UQ), f);
+}
+#else
+using VecTable = PolynomialTable<8>;
+using TableIndex = __m256i;
+C10_ALWAYS_INLINE TableIndex table_index(const Vectorized<float>& index_from, int shift) {
+  return _mm256_srli_epi32(_mm256_castps_si256(index_from), shift);
+}
+C10_ALWAYS_INLINE Vectorized<float> table_row(const float* row, TableIndex index) {
+  return _mm256_permutevar8x32_ps(_mm256_load_ps(row), index);
+}
+C10_ALWAYS_INLINE Vectorized<float> at_least_first(const Vectorized<float>& magnitude, float first) {
+  return _mm256_max_ps(_mm256_set1_ps(first), magnitude);
+}
+C10_ALWAYS_INLINE Vectorized<float> below_limit(const Vectorized<float>& f, const Vectorized<float>& magnitude,
+                                                float limit) {
+  return _mm256_and_ps(_mm256_cmp_ps(magnitude, _mm256_set1_ps(limit), _CMP_NGE_UQ), f);
+}
+#endif
+
+template <int kIntervals>
+C10_ALWAYS_INLINE Vectorized<float> table_polynomial(const PolynomialTable<kIntervals>& table,
+                                                     const Vectorized<float>& magnitude,
+                                                     const Vectorized<float>& index_from) {
+  using Vec = Vectorized<float>;
+  const TableIndex index = table_index(index_from, table.shift);
+  const Vec t = magnitude - table_row(table.rows[0], index);
+  Vec q = table_row(table.rows[kTableDegree + 2], index);
+  for (int row = kTableDegree + 1; row >= 2; --row) q = at::vec::fmadd(q, t, table_row(table.rows[row], index));
+  return at::vec::fmadd(q, t, table_row(table.rows[1], index));
 }
 
 // x > 0 ? 1 - f(|x|) : f(|x|), for the tables of [0, limit) whose first
@@ -256,12 +294,11 @@ C10_ALWAYS_INLINE __m512 table_polynomial(const PolynomialTable& table, __m512 m
 // below 1e-13 there), so GELU(-inf) is -inf * 0 = NaN as in torch. NaN fails
 // that test and takes max's second operand, so it stays NaN through the
 // index and t.
-C10_ALWAYS_INLINE Vectorized<float> reflected_tail_table(const PolynomialTable& table, const Vectorized<float>& x) {
+C10_ALWAYS_INLINE Vectorized<float> reflected_tail_table(const VecTable& table, const Vectorized<float>& x) {
   using Vec = Vectorized<float>;
-  const __m512 magnitude = x.abs();
-  const Vec f(_mm512_maskz_mov_ps(
-      _mm512_cmp_ps_mask(magnitude, _mm512_set1_ps(table.limit), _CMP_NGE_UQ),  // below the limit, or NaN
-      table_polynomial(table, magnitude, _mm512_max_ps(_mm512_set1_ps(table.first), magnitude))));
+  const Vec magnitude = x.abs();
+  const Vec f = below_limit(table_polynomial(table, magnitude, at_least_first(magnitude, table.first)), magnitude,
+                            table.limit);
   return Vec::blendv(f, Vec(1.f) - f, x > Vec(0.f));
 }
 #endif
@@ -312,24 +349,30 @@ C10_ALWAYS_INLINE Vectorized<Acc> vec_tanh(const Vectorized<Acc>& x) {
 // The standard normal CDF Phi(x) = (1 + erf(x / sqrt 2)) / 2 in float32
 // vectors, from h = Phi(-|x|) (Phi(x) = 1 - h for x > 0, so the negative
 // side's 1 + erf cancels nothing).
-// AVX-512: h from reflected_tail_table (absolute error below 1e-9), with
-// no exp and no division: GELU's forward at cache-resident sizes went from
-// 0.7-0.9x of torch's (oneDNN's JIT GELU, the formula below) to ahead of it.
-// Elsewhere: Abramowitz & Stegun 7.1.26, the erf of at::vec's float
-// Vectorized::erf and of oneDNN's GELU (which torch's GELU calls):
+// AVX-512 and AVX2: h from reflected_tail_table, with no exp and no
+// division (absolute error below 1e-9 from AVX-512's 32 intervals, 3e-8
+// from AVX2's 8). GELU's forward at cache-resident sizes went from 0.7-0.9x
+// of torch's (oneDNN's JIT GELU, the formula below) to ahead of it on
+// AVX-512, and from 0.9-1.2x on AVX2.
+// The baseline build: Abramowitz & Stegun 7.1.26, the erf of at::vec's float
+// Vectorized::erf and of oneDNN's GELU:
 // erf(z) = 1 - t P(t) exp(-z^2), t = 1 / (1 + p|z|), absolute error below
 // 1.5e-7, with fastact's vec_exp instead of Sleef's 1-ulp expf. `gauss` is
 // exp(-x^2 / 2), which GELU's backward also needs for the density. Other
 // accumulation types (double): Sleef's erf.
+#if defined(CPU_CAPABILITY_AVX512)
+inline constexpr const VecTable& kNormalTail = kNormalTailTable;
+inline constexpr const VecTable& kGeluSlope = kGeluSlopeTable;
+#elif defined(CPU_CAPABILITY_AVX2)
+inline constexpr const VecTable& kNormalTail = kNormalTailTable8;
+inline constexpr const VecTable& kGeluSlope = kGeluSlopeTable8;
+#endif
+
 template <typename Acc>
 C10_ALWAYS_INLINE Vectorized<Acc> vec_normal_cdf(const Vectorized<Acc>& x, const Vectorized<Acc>& gauss) {
   using Vec = Vectorized<Acc>;
   if constexpr (std::is_same_v<Acc, float>) {
     const Vec one(1.f);
-#if defined(CPU_CAPABILITY_AVX512)
-    (void)gauss;
-    return reflected_tail_table(kNormalTailTable, x);
-#else
     const Vec t = one / at::vec::fmadd(Vec(0.3275911f * float(M_SQRT1_2)), x.abs(), one);
     // A&S's coefficients halved
     Vec p(0.5f * 1.061405429f);
@@ -339,7 +382,6 @@ C10_ALWAYS_INLINE Vectorized<Acc> vec_normal_cdf(const Vectorized<Acc>& x, const
     p = at::vec::fmadd(p, t, Vec(0.5f * 0.254829592f));
     const Vec h = p * t * gauss;
     return Vec::blendv(h, one - h, x > Vec(0.f));
-#endif
   } else {
     (void)gauss;
     return Vec(0.5) * (Vec(1) + (x * Vec(M_SQRT1_2)).erf());
@@ -347,22 +389,28 @@ C10_ALWAYS_INLINE Vectorized<Acc> vec_normal_cdf(const Vectorized<Acc>& x, const
 }
 template <typename Acc>
 C10_ALWAYS_INLINE Vectorized<Acc> vec_normal_cdf(const Vectorized<Acc>& x) {
-#if !defined(CPU_CAPABILITY_AVX512)  // (the AVX-512 table needs no exp(-x^2 / 2))
-  if constexpr (std::is_same_v<Acc, float>) return vec_normal_cdf(x, vec_exp(Vectorized<Acc>(-0.5f) * x * x));
+  if constexpr (std::is_same_v<Acc, float>) {
+#if defined(CPU_CAPABILITY_AVX512) || defined(CPU_CAPABILITY_AVX2)
+    // clamped: where Phi(-u) is below the fit's error (u past 4 on AVX2),
+    // the polynomial can dip below 0, and GELU(x) would take the wrong sign
+    return clamp_keeping_nan(reflected_tail_table(kNormalTail, x), 0.f, 1.f);
+#else
+    return vec_normal_cdf(x, vec_exp(Vectorized<Acc>(-0.5f) * x * x));
 #endif
+  }
   return vec_normal_cdf(x, x);  // (double: Sleef's erf)
 }
 
-// GELU's derivative d/dx x Phi(x) = Phi(x) + x phi(x). AVX-512 float32: one
-// table, Phi(-u) - u phi(u) for u = |x| (reflected_tail_table; no exp), NaN
-// at +-inf as torch's (inf * phi(inf) = inf * 0).
+// GELU's derivative d/dx x Phi(x) = Phi(x) + x phi(x). AVX-512 and AVX2
+// float32: one table, Phi(-u) - u phi(u) for u = |x| (reflected_tail_table;
+// no exp), NaN at +-inf as torch's (inf * phi(inf) = inf * 0).
 // Elsewhere from exp(-x^2 / 2), shared by Phi (vec_normal_cdf) and phi.
 template <typename Acc>
 C10_ALWAYS_INLINE Vectorized<Acc> vec_gelu_slope(const Vectorized<Acc>& x) {
   using Vec = Vectorized<Acc>;
-#if defined(CPU_CAPABILITY_AVX512)
+#if defined(CPU_CAPABILITY_AVX512) || defined(CPU_CAPABILITY_AVX2)
   if constexpr (std::is_same_v<Acc, float>) {
-    return Vec::blendv(reflected_tail_table(kGeluSlopeTable, x), Vec(std::numeric_limits<float>::quiet_NaN()),
+    return Vec::blendv(reflected_tail_table(kGeluSlope, x), Vec(std::numeric_limits<float>::quiet_NaN()),
                        x.abs() == Vec(std::numeric_limits<float>::infinity()));
   }
 #endif
