@@ -206,6 +206,9 @@ def cross_entropy(input: Tensor, target: Tensor, weight: Optional[Tensor] = None
             size_average=size_average, ignore_index=ignore_index, reduce=reduce,
             reduction=reduction, label_smoothing=label_smoothing,
         )
+    if _backends.on_torch is not None and not is_dynamo_compiling() and _backends.on_torch(input):
+        return torch.nn.functional.cross_entropy(input, target, weight, size_average, ignore_index, reduce,
+                                                 reduction, label_smoothing)
     if size_average is not None or reduce is not None:
         reduction = _reduction.legacy_get_string(size_average, reduce)
     reduction_enum = _reduction.get_enum(reduction)  # ValueError for an unknown name, as torch
@@ -274,6 +277,9 @@ def binary_cross_entropy_with_logits(input: Tensor, target: Tensor, weight: Opti
             binary_cross_entropy_with_logits, (input, target, weight, pos_weight), input, target,
             weight=weight, size_average=size_average, reduce=reduce, reduction=reduction, pos_weight=pos_weight,
         )
+    if _backends.on_torch is not None and not is_dynamo_compiling() and _backends.on_torch(input):
+        return torch.nn.functional.binary_cross_entropy_with_logits(input, target, weight, size_average, reduce,
+                                                                    reduction, pos_weight)
     if size_average is not None or reduce is not None:
         reduction = _reduction.legacy_get_string(size_average, reduce)
     reduction_enum = _reduction.get_enum(reduction)

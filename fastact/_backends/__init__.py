@@ -26,6 +26,9 @@ REQUESTED = os.environ.get("FASTACT_BACKEND", "auto").lower()  # read once, here
 current = "unavailable"  # the backend the handles below point to
 why = ""  # and the reason it was chosen
 traced = eager = None
+# On the Numba backend, whether an eager call on an input is handed to
+# torch's own op (numba.on_torch); None where no call is
+on_torch = None
 
 
 @dataclass(frozen=True)
@@ -76,13 +79,14 @@ def _numba_missing():
 
 def use(name: str, reason: str = "") -> None:
     """Point the handles at backend `name` ("cpp" or "numba")."""
-    global traced, eager, current, why
+    global traced, eager, current, why, on_torch
     if name == "cpp":
         if not cpp.load():  # loads it now if FASTACT_BACKEND=numba left it unloaded
             raise RuntimeError(f"fastact: the C++ backend is not available: {cpp.load_error}")
         fake.register("fastact")
         batching.register("fastact")
         traced, eager = cpp.tables()
+        on_torch = None
         reason = reason or f"chosen with fastact.set_backend('cpp'); fastact._C loaded from {cpp.where()}"
     elif name == "numba":
         error = _numba_missing()
@@ -91,6 +95,7 @@ def use(name: str, reason: str = "") -> None:
         from fastact._backends import numba
 
         traced, eager = numba.tables()
+        on_torch = numba.on_torch
         fake.register(numba.NAMESPACE)
         batching.register(numba.NAMESPACE)
         reason = reason or "chosen with fastact.set_backend('numba')"
