@@ -38,14 +38,17 @@ double bce_with_logits_span(const T* x, const T* t, const T* w, const T* pw, int
       const Vec xv = IO::load(x + i, n), tv = IO::load(t + i, n);
       const Vec pwv = pw ? IO::load(pw + i, n) : one;
       const Vec lw = one + (pwv - one) * tv;
-      const Vec softplus_neg = (vec_exp(zero - xv.abs())).log1p() + at::vec::clamp_min(zero - xv, zero);
+      const Vec e = vec_exp(zero - xv.abs());
+      const Vec softplus_neg = vec_log1p_unit(e) + at::vec::clamp_min(zero - xv, zero);
       Vec l = (one - tv) * xv + lw * softplus_neg;
       const Vec wv = w ? IO::load(w + i, n) : one;
       if (w) l = l * wv;
       if (loss) IO::store(loss + i, l, n);
       acc = Vec::set(acc, acc + l, n);
       if (grad) {
-        const Vec sig = one / (one + vec_exp(zero - xv));
+        // sigmoid(x) from the same e = exp(-|x|): 1 / (1 + e), or e / (1 + e) for x < 0
+        const Vec r = one / (one + e);
+        const Vec sig = Vec::blendv(r, e * r, xv < zero);
         IO::store(grad + i, (lw * sig - pwv * tv) * wv * Vec(grad_scale), n);
       }
     }
