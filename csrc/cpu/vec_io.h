@@ -269,15 +269,6 @@ C10_ALWAYS_INLINE TableIndex table_index(const Vectorized<float>& index_from, in
 C10_ALWAYS_INLINE Vectorized<float> table_row(const float* row, TableIndex index) {
   return _mm512_permutex2var_ps(_mm512_load_ps(row), index, _mm512_load_ps(row + 16));
 }
-// magnitude where the table's first interval starts, and f where |x| is
-// below the limit or NaN (0 elsewhere)
-C10_ALWAYS_INLINE Vectorized<float> at_least_first(const Vectorized<float>& magnitude, float first) {
-  return _mm512_max_ps(_mm512_set1_ps(first), magnitude);
-}
-C10_ALWAYS_INLINE Vectorized<float> below_limit(const Vectorized<float>& f, const Vectorized<float>& magnitude,
-                                                float limit) {
-  return _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(magnitude, _mm512_set1_ps(limit), _CMP_NGE_UQ), f);
-}
 #else
 using VecTable = PolynomialTable<8>;
 using TableIndex = __m256i;
@@ -286,13 +277,6 @@ C10_ALWAYS_INLINE TableIndex table_index(const Vectorized<float>& index_from, in
 }
 C10_ALWAYS_INLINE Vectorized<float> table_row(const float* row, TableIndex index) {
   return _mm256_permutevar8x32_ps(_mm256_load_ps(row), index);
-}
-C10_ALWAYS_INLINE Vectorized<float> at_least_first(const Vectorized<float>& magnitude, float first) {
-  return _mm256_max_ps(_mm256_set1_ps(first), magnitude);
-}
-C10_ALWAYS_INLINE Vectorized<float> below_limit(const Vectorized<float>& f, const Vectorized<float>& magnitude,
-                                                float limit) {
-  return _mm256_and_ps(_mm256_cmp_ps(magnitude, _mm256_set1_ps(limit), _CMP_NGE_UQ), f);
 }
 #endif
 
@@ -312,13 +296,13 @@ C10_ALWAYS_INLINE Vectorized<float> table_polynomial(const PolynomialTable<kInte
 // interval is fitted from 0 (the normal CDF's and GELU slope's tails, limit
 // 8): indexed by max(|x|, first); f is taken as 0 from the limit on (it is
 // below 1e-13 there), so GELU(-inf) is -inf * 0 = NaN as in torch. NaN fails
-// that test and takes max's second operand, so it stays NaN through the
+// that test, and clamp_keeping_nan keeps it, so it stays NaN through the
 // index and t.
 C10_ALWAYS_INLINE Vectorized<float> reflected_tail_table(const VecTable& table, const Vectorized<float>& x) {
   using Vec = Vectorized<float>;
   const Vec magnitude = x.abs();
-  const Vec f = below_limit(table_polynomial(table, magnitude, at_least_first(magnitude, table.first)), magnitude,
-                            table.limit);
+  const Vec index_from = clamp_keeping_nan(magnitude, table.first, std::numeric_limits<float>::infinity());
+  const Vec f = Vec::blendv(table_polynomial(table, magnitude, index_from), Vec(0.f), magnitude >= Vec(table.limit));
   return Vec::blendv(f, Vec(1.f) - f, x > Vec(0.f));
 }
 #endif
