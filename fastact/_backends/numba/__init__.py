@@ -153,10 +153,6 @@ _TORCH_EAGER = {
     "selu": torch.selu,
     "softmax": torch.softmax,
     "log_softmax": torch.log_softmax,
-    "cross_entropy": lambda input, target, weight, reduction, ignore_index, smoothing, _: torch._C._nn.cross_entropy_loss(
-        input, target, weight, reduction, ignore_index, smoothing),
-    "binary_cross_entropy_with_logits": lambda input, target, weight, pos_weight, reduction, _:
-        torch.binary_cross_entropy_with_logits(input, target, weight, pos_weight, reduction),
 }
 
 
@@ -166,9 +162,11 @@ def _on_kernels(input) -> bool:
 
 
 def on_torch(input) -> bool:
-    """Whether an eager call on input runs torch's own op. The losses ask
-    before their own argument handling, which at these sizes costs 8-10 us
-    against torch's whole 30-50 us call (1000x10)."""
+    """Whether an eager call on input runs torch's own op. The losses
+    (fastact.functional) ask this themselves, before their argument
+    handling, which at these sizes costs 8-10 us against torch's whole
+    30-50 us call (1000x10), and call torch's function; the activations'
+    table entries ask it (_small_to_torch)."""
     return not _on_kernels(input)
 
 
@@ -176,13 +174,10 @@ def _small_to_torch(name: str, op):
     """op, or torch's own op for a small input, or while the kernels are
     compiled in the background (warmup.py)."""
     torch_form = _TORCH_EAGER.get(name, autograd.TORCH_FORMS[name])
-    loss = name in _spec.FUSED_LOSSES
 
     def call(input, *args):
         if _on_kernels(input):
             return op(input, *args)
-        if loss:  # the loss, and an empty gradient: fastact.functional reads only the loss
-            return torch_form(input, *args), input.new_empty(0)
         return torch_form(input, *args)
 
     return call
@@ -217,7 +212,9 @@ def tables() -> Tuple[SimpleNamespace, SimpleNamespace]:
                 traced[name] = getattr(torch.ops.fastact_numba, name).default
         direct = {name: autograd.direct(name) for name in _ROUTED}
         direct.update({name: _fused_loss(name, direct[name]) for name in _spec.FUSED_LOSSES})
-        eager = {name: _small_to_torch(name, direct[name]) if name in _ROUTED else
+        # (the losses' hand-over is fastact.functional's: see on_torch)
+        eager = {name: direct[name] if name in _spec.FUSED_LOSSES else
+                 _small_to_torch(name, direct[name]) if name in _ROUTED else
                  _inplace_small_to_torch(name, op) if name in _spec.INPLACE else op for name, op in traced.items()}
         _tables = SimpleNamespace(**traced), SimpleNamespace(**eager)
     return _tables
