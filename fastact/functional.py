@@ -39,6 +39,12 @@ def _ops():
     return _backends.traced if is_dynamo_compiling() else _backends.eager
 
 
+# torch's own functions, held here: a user who patches fastact's into the
+# torch namespace (torch.sigmoid = fastact.sigmoid) must not make the complex
+# fallback call fastact again
+_torch_sigmoid, _torch_tanh = torch._C._VariableFunctions.sigmoid, torch._C._VariableFunctions.tanh
+
+
 def _real_or_torch(name: str, input: Tensor, torch_op) -> Tensor:
     """fastact's op, or torch's for a complex input (as torch computes it).
     Eager calls find out from the kernel's NotImplementedError: asking
@@ -99,7 +105,7 @@ def sigmoid(input: Tensor) -> Tensor:
     Backward uses the output."""
     if has_torch_function_unary(input):
         return handle_torch_function(sigmoid, (input,), input)
-    return _real_or_torch("sigmoid", input, torch.sigmoid)
+    return _real_or_torch("sigmoid", input, _torch_sigmoid)
 
 
 def tanh(input: Tensor) -> Tensor:
@@ -108,7 +114,7 @@ def tanh(input: Tensor) -> Tensor:
     Backward uses the output: 1 - tanh(x)^2."""
     if has_torch_function_unary(input):
         return handle_torch_function(tanh, (input,), input)
-    return _real_or_torch("tanh", input, torch.tanh)
+    return _real_or_torch("tanh", input, _torch_tanh)
 
 
 def gelu(input: Tensor, approximate: str = "none") -> Tensor:

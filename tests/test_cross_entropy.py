@@ -495,3 +495,33 @@ def test_zero_classes_with_spatial_dims(reduction):
     t = torch.rand(2, 0, 4)
     torch.testing.assert_close(F.cross_entropy(x, t, reduction=reduction),
                                TF.cross_entropy(x, t, reduction=reduction), equal_nan=True)
+
+
+# ---- the sign of a zero loss --------------------------------------------------------------
+
+def _zero_signs(t):
+    return (torch.signbit(t) & (t == 0)).tolist()
+
+
+@pytest.mark.parametrize("shape,form", [(shape, form) for shape in [(3, 1), (3, 4), (0, 4), (4, 0), (2, 0, 3)]
+                                        for form in ["index", "probs", "zero_probs"]
+                                        if shape[1] or form != "index"])  # no class index for zero classes
+def test_zero_losses_have_torchs_sign(shape, form):
+    # torch forms -(w_y log p_y) and -(sum w t log p): a zero loss is -0 there
+    # (one class; all-zero probabilities; an empty sum over zero classes or rows)
+    C = shape[1]
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(shape, generator=gen)
+    batch = shape[:1] + shape[2:]
+    weights = [None, torch.rand(C, generator=gen) + 0.5, torch.zeros(C)]
+    for weight, reduction, smoothing in [(w, r, e) for w in weights for r in REDUCTIONS for e in (0.0, 0.3)]:
+        if form == "index":
+            target = torch.zeros(batch, dtype=torch.long)
+        else:
+            target = torch.rand(shape, generator=gen) if form == "probs" else torch.zeros(shape)
+        kw = dict(weight=weight, reduction=reduction, label_smoothing=smoothing)
+        for requires_grad in (False, True):
+            ours = F.cross_entropy(x.clone().requires_grad_(requires_grad), target, **kw)
+            theirs = TF.cross_entropy(x, target, **kw)
+            torch.testing.assert_close(ours.detach(), theirs, equal_nan=True)
+            assert _zero_signs(ours) == _zero_signs(theirs), (kw, requires_grad, ours, theirs)

@@ -340,3 +340,24 @@ def test_complex_inputs_are_torchs(name):
     torch.testing.assert_close(module(z), getattr(torch, name)(z))
     zg = z.to(torch.complex128).requires_grad_()
     assert torch.autograd.gradcheck(getattr(fastact, name), (zg,))
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.complex128])
+@pytest.mark.parametrize("name", ["sigmoid", "tanh"])
+def test_forward_ad_with_fastact_in_the_torch_namespace(monkeypatch, name, dtype):
+    # PyTorch's own test_ops_fwd_gradients checks (forward AD, batched
+    # forward grads, forward-over-reverse) on its OpInfo samples, with
+    # fastact's function patched in as torch.<name>: the complex fallback
+    # must reach torch's kernel, not the patched name again
+    from torch.testing._internal import common_methods_invocations  # (needs expecttest: the test extra)
+    (op,) = [o for o in common_methods_invocations.op_db if o.name == name and o.variant_test_name == ""]
+    ours = getattr(F, name)
+    monkeypatch.setattr(torch, name, ours)
+    samples = list(op.sample_inputs("cpu", dtype, requires_grad=True))
+    assert samples
+    for sample in samples:
+        assert torch.autograd.gradcheck(ours, (sample.input,), check_forward_ad=True, check_backward_ad=False,
+                                        check_batched_grad=False, check_batched_forward_grad=True,
+                                        check_undefined_grad=False)
+        assert torch.autograd.gradgradcheck(ours, (sample.input,), check_fwd_over_rev=True, check_rev_over_rev=False,
+                                            check_undefined_grad=False)

@@ -138,9 +138,11 @@ std::tuple<at::Tensor, at::Tensor> cross_entropy(const at::Tensor& input, const 
                                        : cross_entropy_long_rows(problem, begin, end, rows_out);
                           });
     };
-    // zero classes: every row's loss is 0 (its targets were all ignored)
-    if (C == 0 && loss_rows) std::fill(loss_rows, loss_rows + R, scalar_t(0));
-    const double total = C == 0 ? 0.0 : total_over_rows(P, loss_rows);
+    // zero classes: every row's loss is 0 (index targets: all ignored), an
+    // empty sum, -0 as torch's -(sum) for probabilities (torch_signed_sum)
+    if (C == 0 && loss_rows) std::fill(loss_rows, loss_rows + R, scalar_t(probs ? -0.0 : 0.0));
+    double total = C == 0 ? 0.0 : total_over_rows(P, loss_rows);
+    if (probs && total == 0) total = -0.0;  // torch's -(sum over every row and class)
     if (reduction == kMean) {
       double mean = total / denominator;  // 0 / 0: nan, as torch
       if (denominator == 0 && !probs && P.smoothing > 0) {

@@ -23,6 +23,21 @@ double check_targets(const int64_t* target, int64_t R, int64_t C, const T* weigh
   return total;
 }
 
+// The sign of a zero loss, as torch's. torch forms these losses negated:
+// -(w_y log p_y), and -(sum of w_c t_c log p_c) for the smoothing term and
+// probability targets, where fastact sums w (-log p) directly. The two agree
+// wherever they are not zero; at zero torch's is -(w_y * +0) = w_y * -0, and
+// -(+0) = -0 for a sum (which starts at +0).
+template <typename Vec>
+Vec torch_signed_product(const Vec& w, const Vec& neg_log_p) {
+  return Vec::blendv(w * neg_log_p, w * Vec(-0.0), neg_log_p == Vec(0));
+}
+
+template <typename Vec>
+Vec torch_signed_sum(const Vec& sum) {
+  return Vec::blendv(sum, Vec(-0.0), sum == Vec(0));
+}
+
 template <typename T>
 struct Problem {
   using Acc = acc_t<T>;
@@ -76,11 +91,11 @@ typename VecIO<T>::Vec cross_entropy_rows(const Problem<T>& P, const Row& row, c
 
   if (!t) {
     const Vec target_nlp = (max - row.pick(x, target.index)) + log_sum;
-    Vec loss = Vec(1 - e) * target.w_y * target_nlp;
+    Vec loss = Vec(1 - e) * torch_signed_product(target.w_y, target_nlp);
     if (e > 0) {
-      loss = loss + Vec(e_per_class) * row.reduce(0, vec_add<Vec>, [&](int64_t o, int64_t n) {
+      loss = loss + Vec(e_per_class) * torch_signed_sum(row.reduce(0, vec_add<Vec>, [&](int64_t o, int64_t n) {
         return weight_at(o, n) * neg_log_p(o, n);
-      });
+      }));
     }
     if (grad) {
       const Vec a = (Vec(1 - e) * target.w_y + Vec(e_per_class * P.weight_total)) * Vec(P.grad_scale);
@@ -100,9 +115,9 @@ typename VecIO<T>::Vec cross_entropy_rows(const Problem<T>& P, const Row& row, c
   auto weighted_target = [&](int64_t o, int64_t n) {
     return weight_at(o, n) * (IO::load(t + o, n) * Vec(1 - e) + Vec(e_per_class));
   };
-  const Vec loss = row.reduce(0, vec_add<Vec>, [&](int64_t o, int64_t n) {
+  const Vec loss = torch_signed_sum(row.reduce(0, vec_add<Vec>, [&](int64_t o, int64_t n) {
     return weighted_target(o, n) * neg_log_p(o, n);
-  });
+  }));
   if (grad) {
     const Vec s = row.reduce(0, vec_add<Vec>, weighted_target) * Vec(P.grad_scale);
     const Vec scale(P.grad_scale);

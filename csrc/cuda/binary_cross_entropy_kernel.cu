@@ -63,7 +63,7 @@ cudaError_t launch_binary_cross_entropy(ScalarType type, const BinaryCrossEntrop
                a.n, grad_scale, reduced ? nullptr : static_cast<T*>(a.loss), static_cast<T*>(a.grad), partials);
     if (err != cudaSuccess || !reduced) return err;
     return launch(finalize_loss_kernel<T>, 1, 256, stream, partials, blocks, static_cast<const double*>(nullptr),
-                  int64_t(0), double(a.n), a.reduction == kMean, static_cast<T*>(a.loss));
+                  int64_t(0), double(a.n), a.reduction == kMean, static_cast<T*>(a.loss), /*negated_sum=*/false);
   });
 }
 

@@ -70,6 +70,18 @@ __global__ void prepass_kernel(const int64_t* __restrict__ target, const T* __re
   }
 }
 
+// The sign of a zero loss, as torch's (csrc/cpu/cross_entropy.h has the
+// why): torch forms -(w_y log p_y) and -(sum w_c t_c log p_c).
+template <typename A>
+__device__ A torch_signed_product(A w, A neg_log_p) {
+  return neg_log_p == A(0) ? w * A(-0.0) : w * neg_log_p;
+}
+
+template <typename A>
+__device__ A torch_signed_sum(A sum) {
+  return sum == A(0) ? A(-0.0) : sum;
+}
+
 // The loss of one row that is not ignored, and its gradient when P.grad is
 // set; every member of the group returns the same value.
 template <typename T, int V, typename Group>
@@ -107,7 +119,7 @@ __device__ acc_t<T> cross_entropy_row(const Problem<T>& P, const Group& group, i
   if (probs) S = group.reduce(S, Sum{});
   const A log_s = math::log(ms.s), inv_s = A(1) / ms.s;
 
-  A loss = probs ? A(0) : (A(1) - e) * w_y * ((ms.m - to_acc(P.x[r * P.classes + y])) + log_s);
+  A loss = probs ? A(0) : (A(1) - e) * torch_signed_product(w_y, (ms.m - to_acc(P.x[r * P.classes + y])) + log_s);
   if (!P.grad && !probs && !(e > A(0))) return loss;
 
   // the gradient's coefficients, with the reduction's factor folded in
@@ -138,8 +150,8 @@ __device__ acc_t<T> cross_entropy_row(const Problem<T>& P, const Group& group, i
     }
     if (P.grad) g.store(p, gv);
   });
-  if (probs) return group.reduce(terms, Sum{});
-  if (e > A(0)) loss += e_per_class * group.reduce(terms, Sum{});
+  if (probs) return torch_signed_sum(group.reduce(terms, Sum{}));
+  if (e > A(0)) loss += e_per_class * torch_signed_sum(group.reduce(terms, Sum{}));
   return loss;
 }
 
@@ -257,7 +269,8 @@ cudaError_t launch_cross_entropy(ScalarType type, const CrossEntropyArgs& a, cud
     if (err != cudaSuccess || a.reduction == kNone) return err;
 
     return launch(finalize_loss_kernel<T>, 1, 256, stream, P.loss_partials, plan.blocks, P.prepass,
-                  P.prepass_blocks, double(a.rows), a.reduction == kMean, static_cast<T*>(a.loss));
+                  P.prepass_blocks, double(a.rows), a.reduction == kMean, static_cast<T*>(a.loss),
+                  /*negated_sum=*/a.prob_target != nullptr);
   });
 }
 

@@ -369,16 +369,19 @@ cudaError_t dispatch_all(ScalarType type, F&& f) {
 // this one-block kernel adds them up in block order, so a loss is the same
 // bits on every run: out = sum(partials) / denominator, where denominator is
 // the sum of `denominator_parts` (strided by 2), or `fixed_denominator` when
-// there are none, or 1 for a plain sum.
+// there are none, or 1 for a plain sum. negated_sum: a loss torch forms as
+// -(sum), whose zero is -0 there.
 template <typename T>
 __global__ void finalize_loss_kernel(const double* __restrict__ partials, int64_t n_partials,
                                      const double* __restrict__ denominator_parts, int64_t n_denominator_parts,
-                                     double fixed_denominator, bool mean, T* __restrict__ out) {
+                                     double fixed_denominator, bool mean, T* __restrict__ out,
+                                     bool negated_sum) {
   __shared__ ReduceScratch scratch;
   double total = 0;
   for (int64_t i = threadIdx.x; i < n_partials; i += blockDim.x) total += partials[i];
   total = block_reduce(total, Sum{}, scratch);
   if (threadIdx.x != 0) return;
+  if (negated_sum && total == 0) total = -0.0;
   double denominator = 1;
   if (mean) {
     denominator = fixed_denominator;

@@ -107,7 +107,10 @@ def run_backward(name, *args):
     if _recorded():
         return DIFFERENTIABLE[name](*args)
     if _undispatched(args):
-        return library.RAW[name](*args)
+        try:
+            return library.RAW[name](*args)
+        except library.NotOnCPU:  # meta tensors: the dispatcher's fake kernel (as direct())
+            pass
     return getattr(library, name)(*args)
 
 
@@ -199,8 +202,10 @@ def _fused_loss(name):
         if not _keep_graph():
             ctx.grad = ctx.kept = None  # freed as saved tensors would be: a second backward raises
             if grad_loss.dim() == 0 and type(grad_loss) is torch.Tensor and \
-                    not torch._C._functorch.is_functorch_wrapped_tensor(grad_loss) and grad_loss.item() == 1.0:
-                # (a plain tensor: no .item() on the fake and functional tensors of compile's tracing)
+                    not torch._C._functorch.is_functorch_wrapped_tensor(grad_loss) and not grad_loss.is_meta and \
+                    grad_loss.item() == 1.0:
+                # (a plain tensor with data: no .item() on the fake and functional tensors of
+                # compile's tracing, nor on meta tensors)
                 # the usual loss.backward(): the forward's gradient is the answer, handed on as the
                 # C++ node does (nothing else holds it now); multiplying by 1 cost a pass and a fresh
                 # N x C allocation
@@ -350,10 +355,15 @@ def direct(name):
     def call(*args):
         if len(args) < n_args or not _undispatched(args) or autocast and torch.is_autocast_enabled("cpu"):
             return op(*args)
-        if torch.is_grad_enabled() and any(isinstance(a, torch.Tensor) and a.requires_grad for a in args):
-            if _extras_need_grad(name, args):
-                return op(*args)
-            return node.apply(None, *args)
-        return raw(*args)
+        try:
+            if torch.is_grad_enabled() and any(isinstance(a, torch.Tensor) and a.requires_grad for a in args):
+                if _extras_need_grad(name, args):
+                    return op(*args)
+                return node.apply(None, *args)
+            return raw(*args)
+        except library.NotOnCPU:
+            # (found by the kernel's own device check, so that CPU calls pay
+            # nothing for it) meta tensors: the dispatcher's fake kernels
+            return op(*args)
 
     return call

@@ -256,6 +256,18 @@ def _probability_terms(row, target, weight, use_weight, e, e_c, m, ls):
     return total, t_sum
 
 
+@_helper
+def _torch_signed_product(w, neg_log_p):
+    # the sign of a zero loss, as torch's -(w_y log p_y) (csrc/cpu/cross_entropy.h)
+    return w * -0.0 if neg_log_p == 0.0 else w * neg_log_p
+
+
+@_helper
+def _torch_signed_sum(total):
+    # and as torch's -(sum w_c t_c log p_c): an empty or zero sum is -0
+    return -0.0 if total == 0.0 else total
+
+
 @_jit
 def cross_entropy_rows(x, index_target, prob_target, use_index, weight, use_weight, ignore_index, smoothing,
                        grad_scale, write_grad, loss, grad):
@@ -287,12 +299,12 @@ def cross_entropy_rows(x, index_target, prob_target, use_index, weight, use_weig
                         grad[r, c] = 0.0
                 continue
             w_y = float(weight[y]) if use_weight else 1.0
-            total = (1.0 - e) * w_y * ((m - float(row[y])) + ls)
+            total = (1.0 - e) * _torch_signed_product(w_y, (m - float(row[y])) + ls)
             if e > 0:
                 acc = 0.0
                 for c in range(C):
                     acc += (float(weight[c]) if use_weight else 1.0) * ((m - float(row[c])) + ls)
-                total += e_c * acc
+                total += e_c * _torch_signed_sum(acc)
             loss[r] = total
             if write_grad:
                 # p_c a - e_c w_c grad_scale, and - (1 - e) w_y grad_scale at the target
@@ -307,7 +319,7 @@ def cross_entropy_rows(x, index_target, prob_target, use_index, weight, use_weig
                 grad[r, y] = T(float(grad[r, y]) - (1.0 - e) * w_y * grad_scale)
         else:
             total, t_sum = _probability_terms(row, prob_target[r], weight, use_weight, e, e_c, m, ls)
-            loss[r] = total
+            loss[r] = _torch_signed_sum(total)
             if write_grad:
                 a = T(t_sum * grad_scale / s)
                 scale, keep, spread = T(grad_scale), T(1.0 - e), T(e_c)

@@ -29,10 +29,17 @@ _NATIVE = (torch.float32, torch.float64)  # the dtypes the kernels run in
 # ---- the boundary: tensors to NumPy views and back -------------------------
 
 
+class NotOnCPU(RuntimeError):
+    """A kernel was given a tensor that is not on the CPU. Eager calls that
+    skipped the dispatcher (autograd.direct) catch it and take the op
+    through the dispatcher, where meta tensors find the fake kernels; on
+    other devices the op raises it again, for the user."""
+
+
 def _check_cpu(name: str, *tensors) -> None:
     for t in tensors:
         if t is not None and t.device.type != "cpu":
-            raise RuntimeError(f"fastact.{name}: the Numba backend runs on CPU tensors only, got a tensor on "
+            raise NotOnCPU(f"fastact.{name}: the Numba backend runs on CPU tensors only, got a tensor on "
                                f"{t.device}; build the C++/CUDA extension (pip install --no-build-isolation .) "
                                "for other devices")
 
@@ -343,10 +350,12 @@ def _optional(t: Optional[Tensor], dtype) -> Tuple[np.ndarray, bool]:
     return _numpy(t.contiguous()), True
 
 
-def _reduced(loss_rows: Tensor, reduction: int, denominator: float, dtype) -> Tensor:
+def _reduced(loss_rows: Tensor, reduction: int, denominator: float, dtype, negated_sum: bool = False) -> Tensor:
     if reduction == _NONE:
         return loss_rows.to(dtype)
     total = loss_rows.double().sum()
+    if negated_sum and total == 0:  # a loss torch forms as -(sum): its zero is -0
+        total = torch.tensor(-0.0, dtype=torch.float64)
     if reduction == _MEAN:
         total = total / denominator  # 0 / 0: nan, as torch
     return total.to(dtype)
@@ -394,7 +403,8 @@ def cross_entropy(input: Tensor, target: Tensor, weight: Optional[Tensor], reduc
     grad_np = grad.numpy() if compute_grad else np.zeros((1, 1), dtype=grad.numpy().dtype)
 
     def row_losses(smoothing, write_grad):
-        rows = torch.zeros(R, dtype=torch.float64)
+        # (zero classes: index targets are all ignored, 0; probabilities an empty -(sum), -0)
+        rows = torch.full((R,), 0.0 if use_index else -0.0, dtype=torch.float64)
         if R > 0 and C > 0:
             # by rows: the index/probability targets, the losses and the gradient too
             # (the unused placeholder among the targets is never read, sliced or not)
@@ -411,7 +421,7 @@ def cross_entropy(input: Tensor, target: Tensor, weight: Optional[Tensor], reduc
         target_term = (1 - smoothing) * row_losses(0.0, False).sum().item()
         mean = _divide(target_term, denominator) + _divide(total - target_term, denominator)
         return torch.tensor(mean, dtype=input.dtype), grad.to(input.dtype)
-    return _reduced(loss_rows, reduction, denominator, input.dtype), grad.to(input.dtype)
+    return _reduced(loss_rows, reduction, denominator, input.dtype, negated_sum=not use_index), grad.to(input.dtype)
 
 
 @_op("binary_cross_entropy_with_logits")
