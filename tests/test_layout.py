@@ -36,6 +36,7 @@ LAYERS = {
     "fastact.functional": 7,
     "fastact.modules": 8,
     "fastact.optim": 8,
+    "fastact.data": 8,
     "fastact.surgery": 9,
     "fastact.train_step": 10,
     "fastact": 11,
