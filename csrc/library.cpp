@@ -14,6 +14,7 @@
 #include "cpu_shared/capability.h"
 #include "cpu_shared/output_allocator.h"
 #include "schemas.h"
+#include "train_epoch.h"
 
 // Casters for the list arguments of the private ops (the optimizer steps,
 // the layer chain): at::TensorList and at::ArrayRef<double> are views that
@@ -85,6 +86,87 @@ struct type_caster<c10::List<std::optional<at::Tensor>>> {
 
 }  // namespace pybind11::detail
 
+namespace {
+
+// TrainStep.epoch's loop (train_epoch.h), with the GIL released for the
+// epoch and taken back only to look at Python's signal flags. A signal
+// handler's exception (Ctrl-C's KeyboardInterrupt) ends the loop after a
+// whole step and is returned, not raised, so that Python gets the finished
+// batches' gradients and count with it: (losses, grads, done, exception or
+// None). Each group is (kind 'sgd' or 'adam', params, grad_slots, first
+// state list, exp_avg_sqs, max_exp_avg_sqs, steps, the param group dict).
+pybind11::tuple train_epoch_binding(const at::Tensor& data, const at::Tensor& targets, const at::Tensor& order,
+                                    int64_t batch_size, bool drop_last, std::vector<at::Tensor> weights,
+                                    std::vector<std::optional<at::Tensor>> biases, std::vector<int64_t> activations,
+                                    std::vector<double> negative_slopes, std::vector<int64_t> needs, int64_t loss,
+                                    std::optional<at::Tensor> class_weight, int64_t reduction, int64_t ignore_index,
+                                    double label_smoothing, const pybind11::list& groups) {
+  namespace te = fastact::train_epoch;
+  te::Chain chain{std::move(weights), c10::List<std::optional<at::Tensor>>(), std::move(activations),
+                  std::move(negative_slopes), std::move(needs), loss, std::move(class_weight), reduction,
+                  ignore_index, label_smoothing};
+  for (auto& b : biases) chain.biases.push_back(b);
+  std::vector<te::Optimizer> steps;
+  for (const auto item : groups) {
+    const auto g = item.cast<pybind11::tuple>();
+    const auto settings = g[7].cast<pybind11::dict>();
+    te::Optimizer o{};
+    const auto kind = g[0].cast<std::string>();
+    TORCH_CHECK(kind == "sgd" || kind == "adam", "fastact._train_epoch: unknown optimizer ", kind);
+    o.kind = kind == "sgd" ? te::Optimizer::Kind::Sgd : te::Optimizer::Kind::Adam;
+    o.params = g[1].cast<std::vector<at::Tensor>>();
+    o.grad_slots = g[2].cast<std::vector<int64_t>>();
+    o.first = g[3].cast<std::vector<at::Tensor>>();
+    o.exp_avg_sqs = g[4].cast<std::vector<at::Tensor>>();
+    o.max_exp_avg_sqs = g[5].cast<std::vector<at::Tensor>>();
+    o.steps = g[6].cast<std::vector<at::Tensor>>();
+    o.lr = settings["lr"].cast<double>();
+    o.weight_decay = settings["weight_decay"].cast<double>();
+    o.maximize = settings["maximize"].cast<bool>();
+    if (o.kind == te::Optimizer::Kind::Sgd) {
+      o.momentum = settings["momentum"].cast<double>();
+      o.dampening = settings["dampening"].cast<double>();
+      o.nesterov = settings["nesterov"].cast<bool>();
+    } else {
+      const auto betas = settings["betas"].cast<pybind11::sequence>();
+      o.beta1 = betas[0].cast<double>();
+      o.beta2 = betas[1].cast<double>();
+      o.eps = settings["eps"].cast<double>();
+      o.amsgrad = settings["amsgrad"].cast<bool>();
+      o.decoupled_weight_decay = settings["decoupled_weight_decay"].cast<bool>();
+    }
+    steps.push_back(std::move(o));
+  }
+  PyObject* pending = nullptr;  // the exception a signal handler raised
+  // with the GIL held
+  auto take_signal = [&pending] {
+    if (PyErr_CheckSignals() == 0) return false;
+    PyObject *type, *value, *traceback;
+    PyErr_Fetch(&type, &value, &traceback);
+    PyErr_NormalizeException(&type, &value, &traceback);
+    if (traceback) PyException_SetTraceback(value, traceback);
+    Py_XDECREF(type);
+    Py_XDECREF(traceback);
+    pending = value;
+    return true;
+  };
+  auto stop = [&take_signal] {
+    pybind11::gil_scoped_acquire gil;
+    return take_signal();
+  };
+  te::Result result;
+  {
+    pybind11::gil_scoped_release no_gil;
+    result = te::run(data, targets, order, batch_size, drop_last, chain, steps, stop);
+  }
+  // a signal during the last batches, which the loop no longer asks about
+  if (!pending) take_signal();
+  pybind11::object exception = pending ? pybind11::reinterpret_steal<pybind11::object>(pending) : pybind11::none();
+  return pybind11::make_tuple(result.losses, result.grads, result.done, exception);
+}
+
+}  // namespace
+
 // `import fastact._C` loads this library, whose static initializers register
 // the ops below. It also binds each op for eager calls from Python: a
 // torch.ops call is boxed (arguments parsed against the schema into a stack,
@@ -105,6 +187,7 @@ PYBIND11_MODULE(_C, m) {
     const auto& c = fastact::cpu::chosen_capability();
     return pybind11::make_tuple(c.name, c.reason, c.warning, c.compiled);
   });
+  m.def("_train_epoch", &train_epoch_binding);
 }
 
 namespace {

@@ -103,6 +103,44 @@ class _GatherIter(_SingleProcessDataLoaderIter):
         return data
 
 
+def epoch_order(loader, tensors):
+    """A whole epoch of `loader` (one _gatherable_tensors accepts) at once:
+    (the rows its batches hold, in order, as one int64 tensor; a function to
+    call once every batch is done, or None). Batch b is rows
+    [b * batch_size, (b + 1) * batch_size) of the order, the last one
+    shorter unless drop_last. The RNG draws are torch's iterator's, in its
+    order: its base seed, then the sampler's; RandomSampler's permutation is
+    drawn as its __iter__ draws it, and the permutation its generator draws
+    only when the epoch's last index has been taken is left to the
+    returned function, so an epoch cut short leaves every RNG where torch's
+    loop cut short at a batch boundary leaves it."""
+    # torch's _BaseDataLoaderIter.__init__ draws this base seed (for its
+    # workers) every epoch, before the sampler draws anything
+    torch.empty((), dtype=torch.int64).random_(generator=loader.generator)
+    batch_sampler = loader.batch_sampler
+    sampler, size = batch_sampler.sampler, batch_sampler.batch_size
+    n = len(sampler.data_source)
+    finish = None
+    if type(sampler) is tud.SequentialSampler:
+        order = torch.arange(n)
+    elif not sampler.replacement and sampler.num_samples == n:
+        generator = sampler.generator
+        if generator is None:  # RandomSampler.__iter__'s own seeding
+            seed = int(torch.empty((), dtype=torch.int64).random_().item())
+            generator = torch.Generator()
+            generator.manual_seed(seed)
+        order = torch.randperm(n, generator=generator)
+
+        def finish():
+            torch.randperm(n, generator=generator)  # drawn, sliced to nothing, at the sampler's end
+    else:  # other draws: torch's sampler, whole
+        order = torch.tensor([i for batch in batch_sampler for i in batch], dtype=torch.int64)
+        return order, None
+    if batch_sampler.drop_last:
+        order = order[: n // size * size]
+    return order, finish
+
+
 class DataLoader(tud.DataLoader):
     """torch.utils.data.DataLoader with the same arguments, attributes and
     batches; over a TensorDataset each batch is one `index_select` per tensor

@@ -33,14 +33,19 @@ used twice or not contiguous, an input or target that needs a gradient,
 autocast, grad mode off, torch.compile tracing, a torch function
 mode or tensor subclass, and the Numba backend.
 """
-from typing import Optional
+import array
+import contextlib
+import signal
+import threading
+from typing import Callable, List, Optional
 
 import torch
 from torch import Tensor, nn
 from torch.nn.modules import module as _module
+from torch.optim.optimizer import _global_optimizer_post_hooks, _global_optimizer_pre_hooks
 from torch.overrides import has_torch_function_variadic
 
-from fastact import _backends, _checks, _spec, modules
+from fastact import _backends, _checks, _spec, data, modules, optim
 
 __all__ = ["TrainStep"]
 
@@ -51,6 +56,54 @@ _CROSS_ENTROPY, _MSE = (_spec.CHAIN_LOSSES.index(name) for name in ("cross_entro
 def _global_hooks() -> bool:
     return bool(_module._global_forward_hooks or _module._global_forward_pre_hooks
                 or _module._global_backward_hooks or _module._global_backward_pre_hooks)
+
+
+class _BatchBoundaries:
+    """Ctrl-C at a batch boundary: while active (on the main thread, with
+    Python's own SIGINT handler installed), a SIGINT only marks itself, and
+    check() raises the KeyboardInterrupt between steps, so an interrupted
+    epoch leaves the parameters, .grad and optimizer state of its last whole
+    step, never of half a step. Elsewhere (another thread, a user's
+    handler) signals are left as they are."""
+
+    def __init__(self) -> None:
+        self.pending = False
+        self.active = (threading.current_thread() is threading.main_thread()
+                       and signal.getsignal(signal.SIGINT) is signal.default_int_handler)
+
+    def _mark(self, signum, frame) -> None:
+        self.pending = True
+
+    def __enter__(self):
+        if self.active:
+            signal.signal(signal.SIGINT, self._mark)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.active:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    def check(self) -> None:
+        if self.pending:
+            self.pending = False
+            raise KeyboardInterrupt
+
+    @contextlib.contextmanager
+    def native(self):
+        """Python's handler back, for a C++ loop that asks it between steps."""
+        self.check()
+        if self.active:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+        try:
+            yield
+        finally:
+            if self.active:
+                signal.signal(signal.SIGINT, self._mark)
+
+
+def _interrupted(exception: BaseException, batches_done: int) -> BaseException:
+    exception.batches_done = batches_done
+    return exception
 
 
 class TrainStep:
@@ -69,6 +122,7 @@ class TrainStep:
         self.model = model
         self.criterion = criterion
         self.optimizer = optimizer
+        self.batches_done = 0  # by the last epoch() (so far, while it runs)
 
     def __repr__(self) -> str:
         return (f"TrainStep(model={type(self.model).__name__}, criterion={type(self.criterion).__name__}, "
@@ -98,6 +152,174 @@ class TrainStep:
         loss.backward()
         self.optimizer.step()
         return loss.detach()
+
+    def epoch(self, loader) -> Tensor:
+        """One pass over `loader` (batches of (input, target)), a step per
+        batch: the per-batch losses as one 1-d tensor, equal to
+
+            torch.stack([step(x, y) for x, y in loader])
+
+        Where `loader` is a DataLoader that fastact.DataLoader gathers (a
+        TensorDataset of (input, target), torch's default collate and
+        samplers, no workers, no pin_memory), the model and criterion are
+        ones __call__ takes to its op and the optimizer is fastact.optim's
+        with no step hooks, the whole epoch is one C++ loop: gather, the
+        chain's op, the optimizer's op, batch after batch, the same calls
+        with the same arguments as that Python loop, so parameters,
+        optimizer state and losses are the same bit for bit. It draws the
+        epoch's order from the loader's own sampler as torch's iterator does
+        (every RNG ends where torch's loader leaves it). Anything else runs
+        that Python loop.
+
+        Class-index targets of cross entropy are checked for the whole
+        epoch before its first step (torch's IndexError), so a bad target
+        leaves nothing half-trained. Ctrl-C stops at a batch boundary
+        (within a few ms): the KeyboardInterrupt carries `batches_done`
+        (also self.batches_done), and the model, .grad and optimizer state
+        are those after that many steps."""
+        self.batches_done = 0
+        tensors = data._gatherable_tensors(loader) if isinstance(loader, torch.utils.data.DataLoader) else None
+        if tensors is not None and len(tensors) == 2:
+            self._check_targets(*tensors)
+        with _BatchBoundaries() as boundaries:
+            try:
+                plan = self._epoch_plan(loader, tensors)
+                if plan is None:
+                    return self._python_epoch(loader, boundaries)
+                return self._native_epoch(loader, tensors, plan, boundaries)
+            except KeyboardInterrupt as e:
+                raise _interrupted(e, self.batches_done)
+
+    def fit(self, loader, epochs: int, *, progress: bool = True,
+            callback: Optional[Callable[[int, Tensor], Optional[bool]]] = None) -> List[Tensor]:
+        """`epochs` calls of epoch(loader): the per-epoch loss tensors.
+
+        progress shows a tqdm bar over the epochs, with the last epoch's mean
+        loss. callback(epoch, losses), if given, runs after each epoch (the
+        place for validation, checkpoints and LR schedulers' step(), as in
+        the user's own loop); a true return value stops the fit there (early
+        stopping). A KeyboardInterrupt carries `epochs_done` and
+        `batches_done` (of the epoch it stopped)."""
+        from tqdm.auto import tqdm
+
+        history: List[Tensor] = []
+        with tqdm(total=epochs, disable=not progress, unit="epoch", desc="fit") as bar:
+            for i in range(epochs):
+                try:
+                    losses = self.epoch(loader)
+                except KeyboardInterrupt as e:
+                    e.epochs_done = i
+                    raise
+                history.append(losses)
+                if losses.numel():
+                    bar.set_postfix(loss=f"{losses.mean().item():.4g}", refresh=False)
+                bar.update(1)
+                if callback is not None and callback(i, losses):
+                    break
+        return history
+
+    def _python_epoch(self, loader, boundaries: "_BatchBoundaries") -> Tensor:
+        losses = []
+        for input, target in loader:
+            losses.append(self(input, target))
+            self.batches_done += 1
+            boundaries.check()
+        return torch.stack(losses) if losses else torch.empty(0)
+
+    def _check_targets(self, input: Tensor, target: Tensor) -> None:
+        """torch's error for a class index out of range anywhere in the
+        dataset, before the epoch's first step."""
+        criterion = self.criterion
+        if (type(criterion) not in (nn.CrossEntropyLoss, modules.CrossEntropyLoss) or target.dtype != torch.int64
+                or target.dim() != 1 or type(self.model) is not nn.Sequential):
+            return
+        layers = self._layers()
+        classes = layers[-1].out_features if layers is not None else None
+        if classes is None or input.dim() != 2:
+            return
+        bad = ((target < 0) | (target >= classes)) & (target != criterion.ignore_index)
+        if bad.any():
+            raise IndexError(f"Target {int(target[bad][0])} is out of bounds.")
+
+    def _epoch_plan(self, loader, tensors):
+        """(chain parameters, the op's arguments, the optimizer's groups as
+        the C++ loop takes them, whether a first step in Python must create
+        the optimizer's state) where the epoch can be one C++ call, else None."""
+        if (tensors is None or len(tensors) != 2 or type(loader) not in (torch.utils.data.DataLoader, data.DataLoader)
+                or loader.pin_memory or len(loader.dataset) == 0):
+            return None
+        optimizer = self.optimizer
+        if (type(optimizer) not in (optim.SGD, optim.Adam, optim.AdamW) or _global_optimizer_pre_hooks
+                or _global_optimizer_post_hooks or optimizer._optimizer_step_pre_hooks
+                or optimizer._optimizer_step_post_hooks or torch.autograd._profiler_enabled()):
+            return None
+        x, y = (t[: loader.batch_sampler.batch_size] for t in tensors)
+        chain = self._chain_arguments(x, y)
+        if chain is None:
+            return None
+        params, arguments = chain
+        needs = arguments[4]
+        slots = {id(p): i + 1 for i, p in enumerate(params) if p is not None and needs[i + 1]}
+        groups, stepped, fresh = [], 0, False
+        for group in optimizer.param_groups:
+            if not optimizer._takes(group):
+                return None
+            mine = [p for p in group["params"] if id(p) in slots]
+            stepped += len(mine)
+            state = [optimizer.state.get(p, {}) for p in mine]
+            settings = {k: group[k] for k in ("lr", "weight_decay", "maximize")}
+            if isinstance(optimizer, optim.SGD):
+                settings.update(momentum=group["momentum"], dampening=group["dampening"], nesterov=group["nesterov"])
+                buffers = [s.get("momentum_buffer") for s in state] if group["momentum"] != 0 else []
+                fresh |= any(b is None for b in buffers)
+                groups.append(("sgd", mine, [slots[id(p)] for p in mine], buffers, [], [], [], settings))
+            else:
+                settings.update(betas=tuple(group["betas"]), eps=group["eps"], amsgrad=group["amsgrad"],
+                                decoupled_weight_decay=group["decoupled_weight_decay"])
+                keys = ("step", "exp_avg", "exp_avg_sq") + (("max_exp_avg_sq",) if group["amsgrad"] else ())
+                if not all(all(torch.is_tensor(s.get(k)) for k in keys) for s in state):
+                    fresh = True
+                lists = [[s.get(k) for s in state] for k in ("exp_avg", "exp_avg_sq")]
+                maxes = [s.get("max_exp_avg_sq") for s in state] if group["amsgrad"] else []
+                groups.append(("adam", mine, [slots[id(p)] for p in mine], *lists, maxes,
+                               [s.get("step") for s in state], settings))
+        if stepped != len(slots):  # a parameter the optimizer does not step: its .grad accumulates
+            return None
+        return params, arguments, groups, fresh
+
+    def _native_epoch(self, loader, tensors, plan, boundaries: "_BatchBoundaries") -> Tensor:
+        params, arguments, groups, fresh = plan
+        order, finish = data.epoch_order(loader, tensors)
+        size = loader.batch_sampler.batch_size
+        input, target = tensors
+        losses = []
+        if not len(order):
+            return torch.empty(0)
+        if fresh:  # a fresh optimizer's state is created by its own step, in Python
+            first = order[:size]
+            losses.append(self(input.index_select(0, first), target.index_select(0, first)).reshape(1))
+            self.batches_done = 1
+            boundaries.check()
+            order = order[size:]
+            params, arguments, groups, fresh = self._epoch_plan(loader, tensors)
+            if fresh:
+                raise RuntimeError("fastact: the optimizer has no state after its first step")
+        if len(order):
+            self.optimizer.zero_grad()
+            with boundaries.native():
+                done_losses, grads, done, exception = _backends.cpp._C._train_epoch(
+                    input, target, order, size, False, *arguments, groups)
+            if done:
+                for p, g in zip(params, grads[1:]):
+                    if p is not None and p.requires_grad:
+                        p.grad = g
+            self.batches_done += done
+            losses.append(done_losses)
+            if exception is not None:
+                raise exception
+        if finish is not None:
+            finish()
+        return torch.cat(losses) if len(losses) > 1 else losses[0]
 
     def _chain_arguments(self, input: Tensor, target: Tensor):
         """(parameters in the op's gradient order, the op's arguments after
