@@ -78,10 +78,15 @@ BACKWARD = {  # op name -> (emulated backward given (g, x, y), torch function)
 SHAPES = [(0,), (), (7,), (5, 13)]
 
 
+# layout() leaves x as it is where a kind does not apply (transposed below 2
+# dims, sliced at 0-d): those would repeat the contiguous case
+FORWARD_LAYOUTS = [(shape, kind) for shape in SHAPES for kind in ["contiguous", "transposed", "sliced", "offset"]
+                   if not (kind == "transposed" and len(shape) < 2 or kind == "sliced" and len(shape) < 1)]
+
+
 @pytest.mark.parametrize("name", list(FORWARD))
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("shape", SHAPES, ids=str)
-@pytest.mark.parametrize("kind", ["contiguous", "transposed", "sliced", "offset"])
+@pytest.mark.parametrize("shape,kind", FORWARD_LAYOUTS, ids=[f"{k}-{s}" for s, k in FORWARD_LAYOUTS])
 def test_activation_forward(ops, name, dtype, shape, kind):
     ours, theirs = FORWARD[name]
     x = layout(torch.randn(shape, dtype=dtype) * 3, kind)
@@ -190,16 +195,19 @@ def ce_case(rows, classes, dtype, case, seed=0):
 
 
 def cross_entropy_params():
-    """Every form, reduction and dtype on the warp-per-row shape (37 x 10)
-    and the empty batch; on the block-per-row shapes, where the emulator is
-    slowest, every form and dtype with the reductions in rotation, so every
-    (form, reduction) and (dtype, reduction) pair still runs there."""
+    """Every form and dtype on each shape, with the reductions in rotation
+    (the emulator launches a host thread per CUDA thread: each case costs
+    launches, whatever its size), so every (form, reduction), (dtype,
+    reduction) and (form, dtype) pair runs on each shape: on the block-per-row
+    shapes and the empty batch each (form, dtype) pair with one reduction,
+    on the warp-per-row shape (37 x 10) with two of the three."""
     reductions = list(REDUCTIONS)
     for rows, classes in [(37, 10), (5, 1030), (3, 2048), (0, 5)]:
+        per_pair = 2 if (rows, classes) == (37, 10) else 1
         for d, dtype in enumerate(DTYPES):
             for r, reduction in enumerate(reductions):
                 for c, case in enumerate(CE_CASES):
-                    if classes < 1024 or (c + d) % len(reductions) == r:
+                    if (r - c - d) % len(reductions) < per_pair:
                         yield pytest.param(case, reduction, dtype, rows, classes,
                                            id=f"{rows}x{classes}-{dtype}-{reduction}-{case}")
 
