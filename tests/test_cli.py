@@ -18,6 +18,7 @@ def test_train_prints_table_and_losses_agree(capsys, tmp_path):
     assert [r["model"] for r in rows] == ["circles", "simplenn"] and all(r["agree"] for r in rows)
 
 
+@pytest.mark.once  # the command's own arguments, plot, files or warning: the same on every backend
 def test_train_writes_a_plot_and_saves_models(capsys, tmp_path):
     png = tmp_path / "train.png"
     assert main(["train", "--model", "spiral", "simplenn", "--epochs", "2", "--plot", str(png),
@@ -32,6 +33,7 @@ def test_train_with_a_compiled_column(capsys):
     assert "compiled steps/s" in text and "vs compiled" in text
 
 
+@pytest.mark.once  # the command's own arguments, plot, files or warning: the same on every backend
 def test_train_refuses_a_missing_device(capsys):
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA")
@@ -55,6 +57,7 @@ def test_bench_prints_ratios(capsys, tmp_path):
     assert {r["op"] for r in data["results"]} == {"relu", "softmax"} and data["copy_gbps"] > 0
 
 
+@pytest.mark.once  # the command's own arguments, plot, files or warning: the same on every backend
 @pytest.mark.parametrize("command", [["train", "--model", "circles"], ["bench", "--ops", "relu"]])
 def test_plot_without_matplotlib_is_refused_before_any_work(command, capsys, monkeypatch, tmp_path):
     import importlib.util
@@ -68,6 +71,7 @@ def test_plot_without_matplotlib_is_refused_before_any_work(command, capsys, mon
     assert captured.out == ""  # nothing trained or timed
 
 
+@pytest.mark.once  # the command's own arguments, plot, files or warning: the same on every backend
 def test_bench_refuses_a_missing_device_and_a_malformed_size(capsys):
     if not torch.cuda.is_available():
         assert main(["bench", "--device", "cuda"]) == 2
@@ -77,12 +81,14 @@ def test_bench_refuses_a_missing_device_and_a_malformed_size(capsys):
     assert exit_.value.code == 2 and "'4096-4096' is not a size" in capsys.readouterr().err
 
 
+@pytest.mark.once  # the command's own arguments, plot, files or warning: the same on every backend
 def test_bench_takes_a_capital_x_and_reports_the_mlp_only_with_leaky_relu(capsys):
     assert main(["bench", "--ops", "relu", "--sizes", "8X16", "--budget", "0.02", "--mode", "fwd"]) == 0
     text = capsys.readouterr().out
     assert "(8, 16)" in text and "saved for backward" not in text
 
 
+@pytest.mark.once  # the command's own arguments, plot, files or warning: the same on every backend
 def test_bench_warns_when_the_machine_is_busy(capsys, monkeypatch):
     import os
 
@@ -98,6 +104,7 @@ def test_train_profile_keeps_the_profilers_chatter_out_of_stderr(capfd):
     assert "USDT:" not in err and "STAGE:" not in err
 
 
+@pytest.mark.once  # the command's own arguments, plot, files or warning: the same on every backend
 def test_bench_writes_a_plot(tmp_path):
     png = tmp_path / "bench.png"
     assert main(["bench", "--ops", "relu", "gelu", "--sizes", "8x16", "64x64", "--budget", "0.02",
