@@ -37,6 +37,10 @@ OTHER_DTYPES_ACTIVATIONS = {torch.float64: ("relu", "tanh"), torch.bfloat16: ("n
 
 def samples():
     for dtype, layout in DTYPE_LAYOUTS:
+        # the variants below that change an argument, not the dtype (a slope's
+        # sign, gelu's approximation, what selu's backward reads, the dim):
+        # every one on float32, in every layout; one each on the other dtypes
+        every_variant = dtype == torch.float32
         x = make_input((4, 9), dtype, layout)
         xg = make_input((4, 9), dtype, layout).requires_grad_()
         g = make_input((4, 9), dtype, seed=3)
@@ -48,22 +52,23 @@ def samples():
         yield f"relu_backward-{tag}", ops.relu_backward.default, (g, x)
         yield f"relu_backward-grad-{tag}", ops.relu_backward.default, (g.clone().requires_grad_(), x)
         yield f"leaky_relu-{tag}", ops.leaky_relu.default, (xg, 0.1)
-        yield f"leaky_relu_neg-{tag}", ops.leaky_relu.default, (xg, -0.1)
+        if every_variant:
+            yield f"leaky_relu_neg-{tag}", ops.leaky_relu.default, (xg, -0.1)
         yield f"leaky_relu_-{tag}", ops.leaky_relu_.default, (x.clone(), 0.1)
         yield f"leaky_relu_backward-{tag}", ops.leaky_relu_backward.default, (g.clone().requires_grad_(), x, 0.1)
         for name in ("sigmoid", "tanh", "selu"):
             yield f"{name}-{tag}", getattr(ops, name).default, (xg,)
         for name in ("sigmoid", "tanh"):
             yield f"{name}_backward-{tag}", getattr(ops, name + "_backward").default, (g.clone().requires_grad_(), y)
-        for is_result in (False, True):
+        for is_result in (False, True) if every_variant else (dtype == torch.float64,):
             yield (f"selu_backward-{is_result}-{tag}", ops.selu_backward.default,
                    (g.clone().requires_grad_(), x, is_result))
         yield f"selu_-{tag}", ops.selu_.default, (x.clone(),)
-        for approximate in ("none", "tanh"):
+        for approximate in ("none", "tanh") if every_variant else ("none" if dtype == torch.float64 else "tanh",):
             yield f"gelu-{approximate}-{tag}", ops.gelu.default, (xg, approximate)
             yield (f"gelu_backward-{approximate}-{tag}", ops.gelu_backward.default,
                    (g.clone().requires_grad_(), x, approximate))
-        for dim in (0, 1, -1):
+        for dim in (0, 1, -1) if every_variant else (0 if dtype == torch.float64 else -1,):
             for name in ("softmax", "log_softmax"):
                 yield f"{name}-{dim}-{tag}", getattr(ops, name).default, (xg, dim)
                 yield (f"{name}_backward-{dim}-{tag}", getattr(ops, name + "_backward").default,
