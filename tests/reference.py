@@ -37,6 +37,14 @@ LAYOUTS = ["contiguous", "transposed", "sliced", "expanded"]
 SHAPES = [(), (0,), (3, 0), (7,), (5, 10), (2, 3, 4, 5), (3, 37), (2, 33, 3)]
 
 
+def distinct_layouts(shape):
+    """The LAYOUTS that make_input tells apart for `shape`: a 0-d tensor has
+    one (make_input makes it contiguous), and a 1-d one transposed is the
+    contiguous tensor itself."""
+    return [layout for layout in LAYOUTS
+            if layout == "contiguous" or len(shape) > 1 or (len(shape) == 1 and layout != "transposed")]
+
+
 def make_input(shape, dtype=torch.float32, layout="contiguous", seed=0, special=False):
     """A tensor of `shape` whose memory is laid out as `layout`:
     contiguous; transposed (dense, dims reversed in memory); sliced (every
