@@ -61,7 +61,7 @@ std::vector<at::Tensor> chain_backward(const at::Tensor& grad_output, const at::
 
 // The losses _linear_chain_loss_grad applies to the chain's last output, by
 // code (the order of _spec.CHAIN_LOSSES).
-enum class ChainLoss : int64_t { CrossEntropy = 0, Mse = 1 };
+enum class ChainLoss : int64_t { CrossEntropy = 0, Mse = 1, BceWithLogits = 2 };
 
 // Its loss code and reduction (a scalar loss: mean or sum).
 void check_chain_loss(int64_t loss, int64_t reduction);

@@ -183,7 +183,8 @@ FASTACT_OP(_linear_chain_backward,
 // with no autograd graph (fastact.TrainStep's step): loss 0 is cross_entropy
 // over the last output [rows, classes] (class_weight, reduction,
 // ignore_index and label_smoothing as cross_entropy's), 1 mse_loss against
-// a target of the last output's shape. reduction 1 (mean) or 2 (sum): the
+// a target of the last output's shape, 2 binary_cross_entropy_with_logits
+// against such a target (class_weight its weight). reduction 1 (mean) or 2 (sum): the
 // loss is a scalar. Returns the loss and the gradients as
 // _linear_chain_backward returns them, for an incoming gradient of 1.
 FASTACT_OP(_linear_chain_loss_grad,

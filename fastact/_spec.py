@@ -74,7 +74,7 @@ AUTOCAST = {
 
 # The losses fastact.TrainStep's chain op takes, in the order of its codes
 # (csrc/linear_chain.h ChainLoss).
-CHAIN_LOSSES = ("cross_entropy", "mse_loss")
+CHAIN_LOSSES = ("cross_entropy", "mse_loss", "binary_cross_entropy_with_logits")
 
 # torch's reduction enum (torch.nn._reduction.get_enum)
 REDUCTION_NONE, REDUCTION_MEAN, REDUCTION_SUM = 0, 1, 2

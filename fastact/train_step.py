@@ -35,7 +35,7 @@ mode or tensor subclass, and the Numba backend.
 """
 import array
 import contextlib
-import signal
+import _signal
 import threading
 from typing import Callable, List, Optional
 
@@ -50,7 +50,8 @@ from fastact import _backends, _checks, _spec, data, modules, optim
 __all__ = ["TrainStep"]
 
 _REDUCTIONS = {"mean": _spec.REDUCTION_MEAN, "sum": _spec.REDUCTION_SUM}
-_CROSS_ENTROPY, _MSE = (_spec.CHAIN_LOSSES.index(name) for name in ("cross_entropy", "mse_loss"))
+_CROSS_ENTROPY, _MSE, _BCE = (_spec.CHAIN_LOSSES.index(name)
+                              for name in ("cross_entropy", "mse_loss", "binary_cross_entropy_with_logits"))
 
 
 def _global_hooks() -> bool:
@@ -68,20 +69,22 @@ class _BatchBoundaries:
 
     def __init__(self) -> None:
         self.pending = False
+        # _signal's own functions: the signal module's wrappers convert
+        # enums, which costs more than a small epoch's C++ loop
         self.active = (threading.current_thread() is threading.main_thread()
-                       and signal.getsignal(signal.SIGINT) is signal.default_int_handler)
+                       and _signal.getsignal(_signal.SIGINT) is _signal.default_int_handler)
 
     def _mark(self, signum, frame) -> None:
         self.pending = True
 
     def __enter__(self):
         if self.active:
-            signal.signal(signal.SIGINT, self._mark)
+            _signal.signal(_signal.SIGINT, self._mark)
         return self
 
     def __exit__(self, *exc) -> None:
         if self.active:
-            signal.signal(signal.SIGINT, signal.default_int_handler)
+            _signal.signal(_signal.SIGINT, _signal.default_int_handler)
 
     def check(self) -> None:
         if self.pending:
@@ -93,12 +96,12 @@ class _BatchBoundaries:
         """Python's handler back, for a C++ loop that asks it between steps."""
         self.check()
         if self.active:
-            signal.signal(signal.SIGINT, signal.default_int_handler)
+            _signal.signal(_signal.SIGINT, _signal.default_int_handler)
         try:
             yield
         finally:
             if self.active:
-                signal.signal(signal.SIGINT, self._mark)
+                _signal.signal(_signal.SIGINT, self._mark)
 
 
 def _interrupted(exception: BaseException, batches_done: int) -> BaseException:
@@ -132,7 +135,7 @@ class TrainStep:
         chain = self._chain_arguments(input, target)
         if chain is None:
             return self.autograd_step(input, target)
-        params, arguments = chain
+        params, arguments, input = chain
         self.optimizer.zero_grad()
         loss, grads = _backends.cpp._C._linear_chain_loss_grad(input, target, *arguments)
         for p, g in zip(params, grads[1:]):
@@ -233,9 +236,12 @@ class TrainStep:
         if (type(criterion) not in (nn.CrossEntropyLoss, modules.CrossEntropyLoss) or target.dtype != torch.int64
                 or target.dim() != 1 or type(self.model) is not nn.Sequential):
             return
-        layers = self._layers()
-        classes = layers[-1].out_features if layers is not None else None
-        if classes is None or input.dim() != 2:
+        chain = self._layers()
+        if chain is None or (input.dim() < 2 if chain[0] else input.dim() != 2):
+            return
+        classes = chain[1][-1].out_features
+        low, high = (int(v) for v in torch.aminmax(target)) if target.numel() else (0, 0)
+        if 0 <= low and high < classes:
             return
         bad = ((target < 0) | (target >= classes)) & (target != criterion.ignore_index)
         if bad.any():
@@ -257,7 +263,7 @@ class TrainStep:
         chain = self._chain_arguments(x, y)
         if chain is None:
             return None
-        params, arguments = chain
+        params, arguments, op_input = chain
         needs = arguments[4]
         slots = {id(p): i + 1 for i, p in enumerate(params) if p is not None and needs[i + 1]}
         groups, stepped, fresh = [], 0, False
@@ -285,13 +291,28 @@ class TrainStep:
                                [s.get("step") for s in state], settings))
         if stepped != len(slots):  # a parameter the optimizer does not step: its .grad accumulates
             return None
-        return params, arguments, groups, fresh
+        if op_input.dim() != x.dim():  # the model's Flatten: the rows gathered as the op takes them
+            tensors = (tensors[0].flatten(1), tensors[1])
+        return params, arguments, groups, fresh, tensors
+
+    def _bare_epoch(self, loader) -> Optional[Callable[[], object]]:
+        """The floor of epoch(loader), for bench/: a function running the
+        epoch's C++ loop alone over a fixed order (no sampling, no checks,
+        no Python between batches), or None where epoch() would not take
+        the one call. It trains, as epoch() does."""
+        tensors = data._gatherable_tensors(loader)
+        plan = self._epoch_plan(loader, tensors) if tensors is not None else None
+        if plan is None or plan[3]:
+            return None
+        _, arguments, groups, _, (input, target) = plan
+        order = torch.randperm(len(input))
+        size = loader.batch_sampler.batch_size
+        return lambda: _backends.cpp._C._train_epoch(input, target, order, size, False, *arguments, groups)
 
     def _native_epoch(self, loader, tensors, plan, boundaries: "_BatchBoundaries") -> Tensor:
-        params, arguments, groups, fresh = plan
+        params, arguments, groups, fresh, (input, target) = plan
         order, finish = data.epoch_order(loader, tensors)
         size = loader.batch_sampler.batch_size
-        input, target = tensors
         losses = []
         if not len(order):
             return torch.empty(0)
@@ -301,7 +322,7 @@ class TrainStep:
             self.batches_done = 1
             boundaries.check()
             order = order[size:]
-            params, arguments, groups, fresh = self._epoch_plan(loader, tensors)
+            params, arguments, groups, fresh, _ = self._epoch_plan(loader, tensors)
             if fresh:
                 raise RuntimeError("fastact: the optimizer has no state after its first step")
         if len(order):
@@ -323,15 +344,24 @@ class TrainStep:
 
     def _chain_arguments(self, input: Tensor, target: Tensor):
         """(parameters in the op's gradient order, the op's arguments after
-        input and target), or None where the step must go through autograd."""
+        input and target, the op's input: `input` through the model's leading
+        nn.Flatten if it has one), or None where the step must go through
+        autograd."""
         if (_backends.current != "cpp" or not torch.is_grad_enabled() or input.requires_grad
                 or target.requires_grad or has_torch_function_variadic(input, target)
                 or torch.compiler.is_dynamo_compiling()
                 or torch.is_autocast_enabled(input.device.type) or _global_hooks()
                 or input.layout != torch.strided or input.dim() == 0):
             return None
-        layers = self._layers()
-        loss = self._loss(input, target, layers) if layers is not None else None
+        chain = self._layers()
+        if chain is None:
+            return None
+        flatten, layers = chain
+        if flatten:
+            if input.dim() < 2:
+                return None  # nn.Flatten's own error
+            input = input.flatten(1)
+        loss = self._loss(input, target, layers)
         if loss is None:
             return None
         weights, biases, codes, slopes, needs, params = [], [], [], [], [0], []
@@ -353,23 +383,27 @@ class TrainStep:
             slopes.append(layer.negative_slope)
         if len({id(p) for p in params if p is not None}) != sum(p is not None for p in params):
             return None  # a parameter used twice: backward sums its gradients in its own order
-        return params, (weights, biases, codes, slopes, needs, *loss)
+        return params, (weights, biases, codes, slopes, needs, *loss), input
 
-    def _layers(self) -> Optional[list]:
-        """The chain's layers in order, or None where the model is not one chain."""
+    def _layers(self) -> Optional[tuple]:
+        """(whether the model starts with an nn.Flatten of all but the batch
+        dim, the chain's layers in order), or None where the model is not one
+        chain (after that Flatten)."""
         model = self.model
         if type(model) is not nn.Sequential or modules.has_hooks(model):
             return None
-        layers = None
-        for m in model._modules.values():
+        layers, flatten = None, False
+        for i, m in enumerate(model._modules.values()):
             if modules.has_hooks(m):
                 return None
             kind = type(m)
             if kind is modules.LinearChain and layers is None:
                 layers = [m, *m.rest]
+            elif kind is nn.Flatten and i == 0 and m.start_dim == 1 and m.end_dim == -1:
+                flatten = True
             elif kind is not modules.Chained and kind is not modules.Fused:
                 return None
-        return layers
+        return (flatten, layers) if layers is not None else None
 
     def _loss(self, input: Tensor, target: Tensor, layers) -> Optional[tuple]:
         """(loss code, class weight, reduction, ignore_index, label_smoothing)
@@ -393,8 +427,13 @@ class TrainStep:
                   or criterion.ignore_index >= 0):
                 return None
             return (_CROSS_ENTROPY, weight, reduction, criterion.ignore_index, float(criterion.label_smoothing))
-        if kind is nn.MSELoss:
+        if kind is nn.MSELoss or kind is nn.BCEWithLogitsLoss or kind is modules.BCEWithLogitsLoss:
             if target.dtype != input.dtype or target.shape != input.shape[:-1] + (classes,):
                 return None
-            return (_MSE, None, reduction, -100, 0.0)
+            if kind is nn.MSELoss:
+                return (_MSE, None, reduction, -100, 0.0)
+            buffers = criterion._buffers  # weight and pos_weight: the autograd step broadcasts them
+            if buffers.get("weight") is not None or buffers.get("pos_weight") is not None:
+                return None
+            return (_BCE, None, reduction, -100, 0.0)
         return None

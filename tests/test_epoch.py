@@ -88,13 +88,14 @@ CASES = [  # (optimizer, criterion, target, shuffle, drop_last, generator, batch
     ("sgd", "ce", "probs", True, False, True, 203),
     ("sgd_nesterov", "mse", "dense", True, True, True, 7),
     ("sgd_nesterov", "ce_weight", "index", False, True, False, 64),
+    ("adam", "bce", "dense", True, False, True, 30),
 ]
 
 
 def _criterion(name, classes=4):
     return {"ce": lambda: nn.CrossEntropyLoss(), "ce_smooth": lambda: nn.CrossEntropyLoss(label_smoothing=0.1),
             "ce_weight": lambda: nn.CrossEntropyLoss(weight=torch.rand(classes) + 0.5, ignore_index=2),
-            "mse": lambda: nn.MSELoss()}[name]()
+            "mse": lambda: nn.MSELoss(), "bce": lambda: nn.BCEWithLogitsLoss()}[name]()
 
 
 @pytest.mark.parametrize("optimizer,criterion,target,shuffle,drop_last,generator,batch", CASES)
@@ -158,16 +159,16 @@ FALLBACKS = {
     "torch_optimizer": (_torch_optimizer, {}),
     "param_outside_optimizer": (_frozen_outside_the_optimizer, {}),
     "custom_collate": (None, dict(collate_fn=lambda b: [torch.stack([s[0] for s in b]), torch.stack([s[1] for s in b])])),
-    "bce_with_logits": (None, {}),
+    "bce_pos_weight": (None, {}),
 }
 
 
 @pytest.mark.parametrize("case", sorted(FALLBACKS))
 def test_what_the_one_call_does_not_take_runs_the_loop_with_the_same_results(case, monkeypatch):
     change, loader_args = FALLBACKS[case]
-    target = "dense" if case == "bce_with_logits" else "index"
+    target = "dense" if case == "bce_pos_weight" else "index"
     x, y = _data(target=target)
-    crit = nn.BCEWithLogitsLoss() if case == "bce_with_logits" else nn.CrossEntropyLoss()
+    crit = nn.BCEWithLogitsLoss(pos_weight=torch.rand(4)) if case == "bce_pos_weight" else nn.CrossEntropyLoss()
     fast, slow = _step(_model(), crit), _step(_model(), copy.deepcopy(crit))
     if change:
         change(fast), change(slow)
@@ -180,6 +181,21 @@ def test_what_the_one_call_does_not_take_runs_the_loop_with_the_same_results(cas
     assert native == []
     for p, q in zip(fast.model.parameters(), slow.model.parameters()):
         assert torch.equal(p, q) and torch.equal(p.grad, q.grad)
+
+
+def test_a_model_that_flattens_images_first(monkeypatch):
+    x, y = torch.randn(90, 1, 4, 4), torch.randint(0, 3, (90,))
+    nets = [nn.Sequential(nn.Flatten(), nn.Linear(16, 8), nn.ReLU(), nn.Linear(8, 3)) for _ in range(2)]
+    nets[1].load_state_dict(nets[0].state_dict())
+    fast, slow = (fastact.TrainStep(fastact.fuse(m), nn.CrossEntropyLoss(), OPTIMIZERS["adam"](m.parameters()))
+                  for m in nets)
+    native = _native_calls(monkeypatch)
+    make = lambda cls: cls(TensorDataset(x, y), batch_size=16, shuffle=True, generator=torch.Generator().manual_seed(1))
+    ours, theirs = make(fastact.DataLoader), make(TorchLoader)
+    for _ in range(2):
+        assert torch.equal(fast.epoch(ours), _torch_loop(slow, theirs))
+    _assert_same_state(fast, slow)
+    assert len(native) == (2 if fastact.backend().name == "cpp" else 0)
 
 
 def test_any_iterable_of_batches_and_an_empty_epoch():

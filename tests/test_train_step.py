@@ -86,6 +86,8 @@ CRITERIA = {
     "ce-probabilities": lambda: nn.CrossEntropyLoss(),
     "mse": lambda: nn.MSELoss(),
     "mse-sum": lambda: nn.MSELoss(reduction="sum"),
+    "bce": lambda: nn.BCEWithLogitsLoss(),
+    "bce-fastact-sum": lambda: fastact.BCEWithLogitsLoss(reduction="sum"),
 }
 
 
@@ -95,6 +97,8 @@ def _target(name, rows, dtype):
         return torch.softmax(torch.randn(rows, 3), 1).to(dtype)
     if name.startswith("mse"):
         return torch.randn(rows, 3, dtype=dtype)
+    if name.startswith("bce"):
+        return torch.rand(rows, 3, dtype=dtype)
     return torch.randint(0, 3, (rows,))
 
 
@@ -122,6 +126,29 @@ def test_layers_and_activations(dims, acts):
     x, y = torch.randn(300, dims[0]), torch.randint(0, dims[-1], (300,))
     _run(fast, slow, x, y)
     _expect_fast(fast)
+
+
+def test_a_leading_flatten():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(12, 10), nn.ReLU(), nn.Linear(10, 3))
+    fast, slow = _twins(model, nn.CrossEntropyLoss(), lambda p: fastact.optim.Adam(p, lr=0.01))
+    _run(fast, slow, torch.randn(40, 3, 2, 2), torch.randint(0, 3, (40,)))
+    _expect_fast(fast)
+    # a Flatten of other dims, or one later in the model, is the model's own
+    for flatten, x in ((nn.Flatten(2), torch.randn(5, 3, 2, 2)), (nn.Flatten(0, 1), torch.randn(5, 3, 4))):
+        fast, slow = _twins(nn.Sequential(flatten, nn.Linear(4, 3)), nn.MSELoss(),
+                            lambda p: fastact.optim.SGD(p, lr=0.1))
+        _run(fast, slow, x, torch.randn(fast.model(x).shape))
+        assert fast.autograd_calls == 5
+
+
+@pytest.mark.parametrize("weights", ["weight", "pos_weight"])
+def test_bce_with_weights_takes_autograd(weights):
+    torch.manual_seed(0)
+    criterion = nn.BCEWithLogitsLoss(**{weights: torch.rand(3) + 0.5})
+    fast, slow = _twins(_mlp(), criterion, lambda p: fastact.optim.Adam(p, lr=0.01))
+    _run(fast, slow, torch.randn(20, 6), torch.rand(20, 3))
+    assert fast.autograd_calls == 5
 
 
 @pytest.mark.parametrize("optimizer", [
@@ -168,7 +195,7 @@ def test_gradients_are_fresh_tensors_each_step():
 
 
 @pytest.mark.parametrize("case", ["hook", "reduction-none", "input-grad", "no-grad", "subclass-loss", "tied",
-                                  "not-a-chain", "autocast", "bce"])
+                                  "not-a-chain", "autocast"])
 def test_what_takes_autograd(case):
     torch.manual_seed(0)
     model, criterion = fastact.fuse(_mlp()), nn.CrossEntropyLoss()
@@ -189,8 +216,6 @@ def test_what_takes_autograd(case):
         model[2].weight = model[0].weight
     if case == "not-a-chain":
         model = fastact.fuse(nn.Sequential(nn.Linear(6, 3), nn.Dropout(0.0), nn.Linear(3, 3)))
-    if case == "bce":
-        model, criterion, y = fastact.fuse(nn.Sequential(nn.Linear(6, 1))), nn.BCEWithLogitsLoss(), torch.rand(8, 1)
     step = _Spy(model, criterion, fastact.optim.SGD(model.parameters(), lr=0.1))
     if case == "reduction-none":
         with pytest.raises(RuntimeError, match="grad can be implicitly created only for scalar outputs"):

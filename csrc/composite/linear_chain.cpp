@@ -173,8 +173,9 @@ void check_chain_loss(int64_t loss, int64_t reduction) {
   TORCH_CHECK_VALUE(reduction == 1 || reduction == 2,
                     "fastact._linear_chain_loss_grad: reduction must be 1 (mean) or 2 (sum), a scalar loss; got ",
                     reduction);
-  TORCH_CHECK_VALUE(loss == int64_t(ChainLoss::CrossEntropy) || loss == int64_t(ChainLoss::Mse),
-                    "fastact._linear_chain_loss_grad: loss must be 0 (cross_entropy) or 1 (mse_loss), got ", loss);
+  TORCH_CHECK_VALUE(loss >= int64_t(ChainLoss::CrossEntropy) && loss <= int64_t(ChainLoss::BceWithLogits),
+                    "fastact._linear_chain_loss_grad: loss must be 0 (cross_entropy), 1 (mse_loss) or 2 "
+                    "(binary_cross_entropy_with_logits), got ", loss);
 }
 
 TensorAndList chain_loss_grad(const at::Tensor& input, const at::Tensor& target, at::TensorList weights,
@@ -191,6 +192,12 @@ TensorAndList chain_loss_grad(const at::Tensor& input, const at::Tensor& target,
                 "[rows, classes], got ", out.dim(), "-D");
     std::tie(value, grad) =
         ops::cross_entropy(out, target, class_weight, reduction, ignore_index, label_smoothing, true);
+  } else if (loss == int64_t(ChainLoss::BceWithLogits)) {
+    // class_weight is BCE's weight (broadcast over the output, as its op takes it)
+    TORCH_CHECK(target.sizes() == out.sizes(), "fastact._linear_chain_loss_grad: binary_cross_entropy_with_logits "
+                "needs a target of the output's shape ", out.sizes(), ", got ", target.sizes());
+    std::tie(value, grad) = ops::binary_cross_entropy_with_logits(out, target, class_weight, std::nullopt, reduction,
+                                                                  true);
   } else {
     TORCH_CHECK_VALUE(!class_weight.has_value(), "fastact._linear_chain_loss_grad: mse_loss takes no class_weight");
     TORCH_CHECK(target.sizes() == out.sizes(), "fastact._linear_chain_loss_grad: mse_loss needs a target of the "

@@ -827,7 +827,9 @@ TensorAndList linear_chain_loss_grad(const at::Tensor& input, const at::Tensor& 
               weights.size(), " needs, got ", needs.size());
   const bool cross_entropy = loss == int64_t(linear_chain::ChainLoss::CrossEntropy);
   TensorAndList result;
-  if (step_takes(input, target, weights, needs, cross_entropy, class_weight)) {
+  // binary cross entropy: the composite (the chain's kernels and BCE's, no graph)
+  const bool own_loss = loss != int64_t(linear_chain::ChainLoss::BceWithLogits);
+  if (own_loss && step_takes(input, target, weights, needs, cross_entropy, class_weight)) {
     AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "fastact::_linear_chain_loss_grad", [&] {
       result = chain_step<scalar_t>(input, target, weights, biases, layers, needs, cross_entropy, class_weight,
                                     reduction, ignore_index, label_smoothing);
