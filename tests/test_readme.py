@@ -1,5 +1,5 @@
-"""The README as a reader meets it: its first ```python example runs as
-printed, in a fresh `python -P` process on the installed fastact, and every
+"""The README as a reader meets it: its ```python examples (each one
+continuing the one before) run as printed, in one fresh `python -P` process on the installed fastact, and every
 relative link in README.md and docs/*.md resolves: to an existing file and,
 for a `#anchor` into a Markdown file, to one of its headings (GitHub's rule).
 The pages are read from the source tree, found from this file's path (the
@@ -39,11 +39,11 @@ def _outside_fences(text: str):
             yield line
 
 
-def first_python_block(text: str) -> str:
-    """The body of the first ```python block."""
-    match = re.search(r"^```python[ \t]*\n(.*?)^```[ \t]*$", text, re.S | re.M)
-    assert match, "the README has no ```python block"
-    return match.group(1)
+def python_blocks(text: str) -> str:
+    """The bodies of the ```python blocks, in order, as one program."""
+    blocks = re.findall(r"^```python[ \t]*\n(.*?)^```[ \t]*$", text, re.S | re.M)
+    assert blocks, "the README has no ```python block"
+    return "".join(blocks)
 
 
 def github_anchor(heading: str) -> str:
@@ -90,7 +90,7 @@ def broken_links(path: Path) -> list:
 
 
 def test_readme_example_runs_as_printed(tmp_path):
-    code = first_python_block(README.read_text(encoding="utf-8"))
+    code = python_blocks(README.read_text(encoding="utf-8"))
     # as a user runs it: none of the suite's own Numba settings (conftest.py)
     env = {k: v for k, v in os.environ.items() if k not in ("FASTACT_NUMBA_TORCH_BELOW", "FASTACT_NUMBA_WARMUP")}
     run = subprocess.run([sys.executable, "-P", "-c", code], cwd=tmp_path, env=env,
