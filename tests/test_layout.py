@@ -13,6 +13,9 @@ import torch
 import fastact  # noqa: F401  (registers both libraries' ops)
 from fastact import _spec
 
+# read from the source tree and the op registries: no backend changes it
+pytestmark = pytest.mark.once
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CSRC = os.path.join(ROOT, "csrc")
 
