@@ -37,6 +37,9 @@ class Row:
     speedup_vs_compiled: Optional[float] = None
     floor_us: Optional[float] = None  # the fastact step's C++ calls alone (floor.py), microseconds
     torch_self_steps: Optional[int] = None  # matching_steps of torch against itself nudged by an ulp, where asked
+    # one epoch of the learner's DataLoader loop (torch) and of TrainStep.epoch (fastact), milliseconds
+    torch_epoch_ms: Optional[float] = None
+    fastact_epoch_ms: Optional[float] = None
 
 # Two implementations whose arithmetic differs in the last bit (a different
 # summation order) track each other for a while, then drift apart where the
@@ -143,6 +146,40 @@ class Trainer:
         # the median step: a shared machine's stalls and one-time costs do not count
         return Run(1.0 / statistics.median(self.step_seconds), losses[-1], accuracy, losses)
 
+def epoch_times(tutorial: Tutorial, torch_model: nn.Module, fastact_model: nn.Module, x, y, optimizer_impl: str,
+                rounds: int = 5) -> Tuple[float, float]:
+    """Median seconds of one epoch over DataLoader(TensorDataset(x, y),
+    batch_size=the tutorial's batch, shuffle=True): torch's loop (zero_grad,
+    forward, loss, backward, step per batch) against fastact's
+    TrainStep.epoch over fastact.DataLoader, taking turns, on copies of the
+    trained models (the table's runs are left as they are)."""
+    from torch.utils.data import DataLoader, TensorDataset
+
+    batch = tutorial.batch or len(x)
+    torch_model, fastact_model = copy.deepcopy(torch_model), copy.deepcopy(fastact_model)
+    criterion = tutorial.loss()
+    opt = tutorial.make_optimizer(list(torch_model.parameters()), optimizer_impl)
+    torch_loader = DataLoader(TensorDataset(x, y), batch_size=batch, shuffle=True)
+    ours = fastact.TrainStep(fastact_model, fastact.swap(tutorial.loss()),
+                             tutorial.make_optimizer(list(fastact_model.parameters()), optimizer_impl, ours=True))
+    loader = fastact.DataLoader(TensorDataset(x, y), batch_size=batch, shuffle=True)
+
+    def torch_epoch():
+        for xb, yb in torch_loader:
+            opt.zero_grad()
+            criterion(torch_model(xb), yb).backward()
+            opt.step()
+
+    times: Dict[str, List[float]] = {"torch": [], "fastact": []}
+    for i in range(rounds + 1):  # the first round warms up (and creates the optimizers' state)
+        for name, fn in (("torch", torch_epoch), ("fastact", lambda: ours.epoch(loader))):
+            start = time.perf_counter()
+            fn()
+            _synchronize(x.device)
+            if i:
+                times[name].append(time.perf_counter() - start)
+    return statistics.median(times["torch"]), statistics.median(times["fastact"])
+
 def _progress(total: int, desc: str, enabled: bool):
     from tqdm.auto import tqdm
 
@@ -201,12 +238,16 @@ def compare(name: str, epochs: Optional[int] = None, seed: int = 0, warmup: int 
     if compile:
         row.compiled = ran["compiled"]
         row.speedup_vs_compiled = ran["fastact"].steps_per_s / ran["compiled"].steps_per_s
+    torch_trained = next(t for t in trainers if t.kind == "torch").model
+    torch_epoch, fastact_epoch = epoch_times(tutorial, torch_trained, ours.model, x, y, optimizer_impl)
+    row.torch_epoch_ms, row.fastact_epoch_ms = torch_epoch * 1e3, fastact_epoch * 1e3
     return row
 
 def format_table(rows: List[Row]) -> str:
     with_compile = any(r.compiled is not None for r in rows)
     head = (f"{'model':16s} {'torch steps/s':>13s} {'fastact steps/s':>15s} {'speedup':>7s} "
-            f"{'fastact us':>10s} {'floor us':>8s} ")
+            f"{'fastact us':>10s} {'floor us':>8s} {'torch epoch ms':>14s} {'fastact epoch ms':>16s} "
+            f"{'epoch speedup':>13s} ")
     if with_compile:
         head += f"{'compiled steps/s':>16s} {'vs compiled':>11s} "
     head += (f"{'loss torch':>10s} {'loss fastact':>12s} {'acc torch':>9s} {'acc fastact':>11s} "
@@ -216,8 +257,13 @@ def format_table(rows: List[Row]) -> str:
         acc = (f"{r.torch.accuracy:9.3f} {r.fastact.accuracy:11.3f}" if r.torch.accuracy is not None
                else f"{'-':>9s} {'-':>11s}")
         floor = f"{r.floor_us:8.1f}" if r.floor_us is not None else f"{'-':>8s}"
+        if r.torch_epoch_ms is not None:
+            epoch = (f"{r.torch_epoch_ms:14.3f} {r.fastact_epoch_ms:16.3f} "
+                     f"{r.torch_epoch_ms / r.fastact_epoch_ms:13.2f}")
+        else:
+            epoch = f"{'-':>14s} {'-':>16s} {'-':>13s}"
         line = (f"{r.model:16s} {r.torch.steps_per_s:13.0f} {r.fastact.steps_per_s:15.0f} {r.speedup:7.2f} "
-                f"{1e6 / r.fastact.steps_per_s:10.1f} {floor} ")
+                f"{1e6 / r.fastact.steps_per_s:10.1f} {floor} {epoch} ")
         if with_compile:
             line += f"{r.compiled.steps_per_s:16.0f} {r.speedup_vs_compiled:11.2f} "
         line += (f"{r.torch.final_loss:10.4f} {r.fastact.final_loss:12.4f} {acc} "
