@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstring>
 
 #include "op_handles.h"
 
@@ -30,6 +31,15 @@ void step_group(const Optimizer& g, const std::vector<at::Tensor>& chain_grads) 
   }
 }
 
+// Rows index[0..n) of `from` into `to` (both contiguous, rows of
+// row_bytes): index_select's result, without its dispatch and checks,
+// which cost more than copying a tutorial's batch.
+void gather_rows(const at::Tensor& from, const int64_t* index, int64_t n, int64_t row_bytes, at::Tensor& to) {
+  const char* src = static_cast<const char*>(from.const_data_ptr());
+  char* dst = static_cast<char*>(to.mutable_data_ptr());
+  for (int64_t r = 0; r < n; ++r) std::memcpy(dst + r * row_bytes, src + index[r] * row_bytes, row_bytes);
+}
+
 }  // namespace
 
 Result run(const at::Tensor& data, const at::Tensor& targets, const at::Tensor& order, int64_t batch_size,
@@ -49,6 +59,18 @@ Result run(const at::Tensor& data, const at::Tensor& targets, const at::Tensor& 
     return at::empty(sizes, t.options().memory_format(at::MemoryFormat::Contiguous));
   };
   at::Tensor x = shaped(data, std::min(batch_size, rows)), y = shaped(targets, std::min(batch_size, rows));
+  // Contiguous dataset tensors are gathered row by row in place; the order
+  // is checked against them once, so no copy reads past their rows.
+  const bool direct = data.is_contiguous() && targets.is_contiguous() && order.is_contiguous() &&
+                      data.size(0) == targets.size(0);
+  const int64_t* index = order.const_data_ptr<int64_t>();
+  if (direct && rows > 0) {
+    const auto [low, high] = std::minmax_element(index, index + rows);
+    TORCH_CHECK_INDEX((*low >= 0 && *high < data.size(0)), "fastact: an index of the epoch's order is "
+                      "out of range for ", data.size(0), " rows");
+  }
+  const int64_t x_row = data.numel() ? data.nbytes() / data.size(0) : 0;
+  const int64_t y_row = targets.numel() ? targets.nbytes() / targets.size(0) : 0;
   std::vector<double> losses;
   losses.reserve(batches);
   at::ScalarType loss_dtype = data.scalar_type();
@@ -56,13 +78,27 @@ Result run(const at::Tensor& data, const at::Tensor& targets, const at::Tensor& 
   for (int64_t b = 0; b < batches; ++b) {
     const int64_t begin = b * batch_size, n = std::min(batch_size, rows - begin);
     if (n != x.size(0)) x = shaped(data, n), y = shaped(targets, n);
-    const at::Tensor index = order.narrow(0, begin, n);
-    at::index_select_out(x, data, 0, index);
-    at::index_select_out(y, targets, 0, index);
-    auto [loss, grads] = ops::_linear_chain_loss_grad(x, y, chain.weights, chain.biases, chain.activations,
-                                                       chain.negative_slopes, chain.needs, chain.loss,
-                                                       chain.class_weight, chain.reduction, chain.ignore_index,
-                                                       chain.label_smoothing);
+    if (direct) {
+      gather_rows(data, index + begin, n, x_row, x);
+      gather_rows(targets, index + begin, n, y_row, y);
+    } else {
+      const at::Tensor rows_of = order.narrow(0, begin, n);
+      at::index_select_out(x, data, 0, rows_of);
+      at::index_select_out(y, targets, 0, rows_of);
+    }
+    // below autograd, where the op's Autograd kernel would send it anyway
+    // (it builds no graph): one dispatch fewer per batch
+    at::Tensor loss;
+    std::vector<at::Tensor> grads;
+    {
+      at::AutoDispatchBelowADInplaceOrView below_autograd;
+      std::tie(loss, grads) = ops::_linear_chain_loss_grad(x, y, chain.weights, chain.biases, chain.activations,
+                                                           chain.negative_slopes, chain.needs, chain.loss,
+                                                           chain.class_weight, chain.reduction, chain.ignore_index,
+                                                           chain.label_smoothing);
+    }
+    // the optimizer's op through the whole dispatcher, as from Python: its
+    // ADInplaceOrView kernel bumps the parameters' version counters
     for (const auto& group : groups) step_group(group, grads);
     loss_dtype = loss.scalar_type();
     // read in place (item() is a dispatcher call): exact, a double holds every loss dtype

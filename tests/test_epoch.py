@@ -267,7 +267,7 @@ def test_ctrl_c_stops_at_a_batch_boundary_with_that_batchs_state(path, monkeypat
     assert threading.current_thread() is threading.main_thread()
     if path == "loop":
         monkeypatch.setattr(train_step.TrainStep, "_epoch_plan", lambda *a: None)
-    x, y = _data(rows=200_000)
+    x, y = _data(rows=1_000_000)  # an epoch of seconds: the signal comes mid-epoch
     step = _step(_model(), nn.CrossEntropyLoss())
     start = copy.deepcopy((step.model, step.optimizer.state_dict()))
     loader = fastact.DataLoader(TensorDataset(x, y), batch_size=16, shuffle=True,

@@ -33,6 +33,7 @@ class EpochCase:
     optimizer: str  # adam, adamw, sgd, sgd_momentum
     activation: type = nn.ReLU
     loss: str = "ce"  # ce, or bce (one logit, float targets)
+    fallback: bool = False  # BatchNorm1d and Dropout(0.2) after each hidden activation: TrainStep's autograd step
 
 
 CASES: Dict[str, EpochCase] = {
@@ -41,6 +42,7 @@ CASES: Dict[str, EpochCase] = {
     "moons": EpochCase(1000, (2, 64, 64, 2), 64, "adamw", nn.Tanh),
     "circles-bce": EpochCase(2000, (2, 16, 16, 1), 150, "adam", nn.ReLU, "bce"),
     "mnist-mlp": EpochCase(4096, (784, 512, 10), 64, "adam"),
+    "digits-bn-dropout": EpochCase(1797, (64, 32, 10), 32, "adam", fallback=True),
 }
 
 _OPTIMIZERS = {"adam": ("Adam", dict(lr=1e-3)), "adamw": ("AdamW", dict(lr=1e-3, weight_decay=1e-2)),
@@ -62,6 +64,8 @@ def model(case: EpochCase) -> nn.Sequential:
         layers.append(nn.Linear(a, b))
         if i < len(case.sizes) - 2:
             layers.append(case.activation())
+            if case.fallback:
+                layers += [nn.BatchNorm1d(b), nn.Dropout(0.2)]
     return nn.Sequential(*layers)
 
 
@@ -122,7 +126,8 @@ def _sklearn(case, x, y):
         from sklearn.neural_network import MLPClassifier
     except ImportError:
         return None
-    if case.optimizer not in ("adam", "adamw") or case.loss != "ce" or case.activation not in (nn.ReLU, nn.Tanh):
+    if (case.optimizer not in ("adam", "adamw") or case.loss != "ce" or case.activation not in (nn.ReLU, nn.Tanh)
+            or case.fallback):
         return None
     clf = MLPClassifier(hidden_layer_sizes=case.sizes[1:-1], batch_size=case.batch, solver="adam",
                         learning_rate_init=1e-3, alpha=0.0, max_iter=1, shuffle=True, random_state=0,
