@@ -14,14 +14,16 @@ Each call is the step every tutorial writes, and equals it:
     return loss.detach()
 
 Where the model is one chain (an nn.Sequential that fastact.fuse turned into
-a LinearChain and its Chained and Fused placeholders) and the criterion is
-cross entropy or MSE, the forward, the loss, its gradient and the backward
-are one C++ op that builds no autograd graph
+a LinearChain and its Chained and Fused placeholders, optionally after an
+nn.Flatten of all but the batch dim) and the criterion is cross entropy, MSE
+or binary cross entropy with logits (without weight and pos_weight), the
+forward, the loss, its gradient and the backward are one C++ op that builds
+no autograd graph
 (torch.ops.fastact._linear_chain_loss_grad). Its gradients go to each
 parameter's .grad as loss.backward() would put them there (set, or added to
 a gradient the optimizer did not zero), and the optimizer steps as always
 (fastact.optim: one more C++ call). On CPU, with every layer at most 64
-features wide (float, double), the op is one kernel over blocks of rows
+features wide (float, double) and cross entropy or MSE, the op is one kernel over blocks of rows
 held feature-major: losses and gradients within float rounding of the step
 above (sums over rows run in another order; tests/test_train_step.py bounds
 them). Elsewhere it is the chain's and the loss's ops in turn, the same
@@ -117,7 +119,7 @@ class TrainStep:
         loss.backward(); optimizer.step()
 
     without the autograd engine where the model is one fastact.fuse'd chain
-    and the criterion nn.CrossEntropyLoss or nn.MSELoss (see the module's
+    and the criterion nn.CrossEntropyLoss, nn.MSELoss or nn.BCEWithLogitsLoss (see the module's
     docstring for what takes torch's path instead). Any optimizer works;
     fastact.optim's step is one C++ call."""
 

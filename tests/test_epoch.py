@@ -4,6 +4,7 @@ parameters, .grad, optimizer state and RNG states, bit for bit — whether it
 runs as one C++ call (the C++ backend, a loader fastact gathers, a chain and
 fastact.optim) or as that loop; bad targets raise before the first step;
 Ctrl-C stops at a batch boundary; a saved fit resumes exactly."""
+import contextlib
 import copy
 import os
 import signal
@@ -160,9 +161,13 @@ FALLBACKS = {
     "param_outside_optimizer": (_frozen_outside_the_optimizer, {}),
     "custom_collate": (None, dict(collate_fn=lambda b: [torch.stack([s[0] for s in b]), torch.stack([s[1] for s in b])])),
     "bce_pos_weight": (None, {}),
+    "workers": (None, dict(num_workers=1)),
+    "autocast": (None, {}),
 }
 
 
+# which path an epoch takes is decided on the C++ backend; on Numba every epoch is the loop
+@pytest.mark.cpp_only
 @pytest.mark.parametrize("case", sorted(FALLBACKS))
 def test_what_the_one_call_does_not_take_runs_the_loop_with_the_same_results(case, monkeypatch):
     change, loader_args = FALLBACKS[case]
@@ -176,8 +181,13 @@ def test_what_the_one_call_does_not_take_runs_the_loop_with_the_same_results(cas
     make = lambda cls: cls(TensorDataset(x, y), batch_size=25, shuffle=True,
                            generator=torch.Generator().manual_seed(4), **loader_args)
     ours, theirs = make(fastact.DataLoader), make(TorchLoader)
+    context = (lambda: torch.autocast("cpu", dtype=torch.bfloat16)) if case == "autocast" else contextlib.nullcontext
     for _ in range(2):
-        assert torch.equal(fast.epoch(ours), _torch_loop(slow, theirs))
+        with context():
+            a = fast.epoch(ours)
+        with context():
+            b = _torch_loop(slow, theirs)
+        assert torch.equal(a, b)
     assert native == []
     for p, q in zip(fast.model.parameters(), slow.model.parameters()):
         assert torch.equal(p, q) and torch.equal(p.grad, q.grad)
@@ -260,6 +270,7 @@ def test_a_bad_target_raises_before_any_step(where):
         nn.CrossEntropyLoss()(torch.zeros(1, 4), torch.tensor([4]))
 
 
+@pytest.mark.cpp_only  # both paths; the loop's is the same Python on either backend
 @pytest.mark.parametrize("path", ["one_call", "loop"])
 def test_ctrl_c_stops_at_a_batch_boundary_with_that_batchs_state(path, monkeypatch):
     # pytest-xdist runs tests on its workers' main threads, with Python's handler
