@@ -68,6 +68,13 @@ def check_linear_activation(activation: str) -> None:
         raise ValueError(f"fastact.linear: activation must be one of {_spec.LINEAR_ACTIVATIONS}, got {activation!r}")
 
 
+def check_linear_input(input) -> None:
+    """torch.nn.functional.linear's TypeError for an input that is not a
+    tensor (a list from a dataset of lists, say), not a binding's."""
+    if not isinstance(input, torch.Tensor):
+        raise TypeError(f"linear(): argument 'input' (position 1) must be Tensor, not {type(input).__name__}")
+
+
 def linear_activation_code(activation: str) -> int:
     """The code fastact's chain op takes for an activation (csrc/linear_act.h's enum)."""
     check_linear_activation(activation)

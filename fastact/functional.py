@@ -329,6 +329,7 @@ def fused_linear(input: Tensor, weight: Tensor, bias: Optional[Tensor] = None, a
     if has_torch_function_variadic(input, weight, bias):
         return handle_torch_function(fused_linear, (input, weight, bias), input, weight, bias=bias,
                                      activation=activation, negative_slope=negative_slope)
+    _checks.check_linear_input(input)
     _checks.check_linear_activation(activation)
     return _ops().linear_act(input, weight, bias, activation, float(negative_slope))
 
@@ -357,6 +358,7 @@ def fused_linear_chain(input: Tensor, weights: Sequence[Tensor], biases: Sequenc
     if has_torch_function_variadic(input, *weights, *[b for b in biases if b is not None]):
         return handle_torch_function(fused_linear_chain, (input, *weights), input, weights, biases, activations,
                                      negative_slopes)
+    _checks.check_linear_input(input)
     if _backends.current != "cpp":
         for w, b, act, slope in zip(weights, biases, activations, negative_slopes, strict=True):
             input = fused_linear(input, w, b, act, slope)

@@ -183,6 +183,12 @@ class TrainStep:
         (also self.batches_done), and the model, .grad and optimizer state
         are those after that many steps."""
         self.batches_done = 0
+        dataset = getattr(loader, "dataset", None)
+        if isinstance(dataset, torch.utils.data.TensorDataset) and dataset.tensors and any(
+                t.size(0) != dataset.tensors[0].size(0) for t in dataset.tensors):
+            # TensorDataset's own check, which tensors replaced since have escaped:
+            # torch's loop would fail mid-epoch, after steps
+            raise AssertionError("Size mismatch between tensors")
         tensors = data._gatherable_tensors(loader) if isinstance(loader, torch.utils.data.DataLoader) else None
         if tensors is not None and len(tensors) == 2:
             self._check_targets(*tensors)
@@ -349,6 +355,8 @@ class TrainStep:
         input and target, the op's input: `input` through the model's leading
         nn.Flatten if it has one), or None where the step must go through
         autograd."""
+        if not (isinstance(input, Tensor) and isinstance(target, Tensor)):
+            return None  # the autograd step raises torch's error for what it is
         if (_backends.current != "cpp" or not torch.is_grad_enabled() or input.requires_grad
                 or target.requires_grad or has_torch_function_variadic(input, target)
                 or torch.compiler.is_dynamo_compiling()

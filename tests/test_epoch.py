@@ -270,6 +270,25 @@ def test_a_bad_target_raises_before_any_step(where):
         nn.CrossEntropyLoss()(torch.zeros(1, 4), torch.tensor([4]))
 
 
+def test_mismatched_lengths_and_non_tensor_samples_raise_torchs_errors_before_any_step():
+    x, y = _data(rows=40)
+    step = _step(_model(), nn.CrossEntropyLoss())
+    before = copy.deepcopy(step.model.state_dict())
+    with pytest.raises(AssertionError, match="Size mismatch between tensors"):
+        TensorDataset(x, y[:39])  # torch's own check
+    dataset = TensorDataset(x, y)
+    dataset.tensors = (x, y[:39])  # replaced after it: torch's loop would fail at the 40th sample
+    with pytest.raises(AssertionError, match="Size mismatch between tensors"):
+        step.epoch(fastact.DataLoader(dataset, batch_size=8))
+    samples = [(row.tolist(), int(label)) for row, label in zip(x, y)]  # lists, not tensors
+    with pytest.raises(TypeError, match="must be Tensor, not list"):
+        step.epoch(fastact.DataLoader(samples, batch_size=8))
+    with pytest.raises(TypeError, match="must be Tensor, not list"):
+        step.model(next(iter(TorchLoader(samples, batch_size=8)))[0])  # torch's error, for comparison
+    assert all(torch.equal(before[k], v) for k, v in step.model.state_dict().items())
+    assert not step.optimizer.state
+
+
 @pytest.mark.cpp_only  # both paths; the loop's is the same Python on either backend
 @pytest.mark.parametrize("path", ["one_call", "loop"])
 def test_ctrl_c_stops_at_a_batch_boundary_with_that_batchs_state(path, monkeypatch):
