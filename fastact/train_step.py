@@ -36,7 +36,6 @@ autocast, grad mode off, torch.compile tracing, a torch function
 mode or tensor subclass, and the Numba backend.
 """
 import array
-import contextlib
 import _signal
 import threading
 from typing import Callable, List, Optional
@@ -93,17 +92,11 @@ class _BatchBoundaries:
             self.pending = False
             raise KeyboardInterrupt
 
-    @contextlib.contextmanager
-    def native(self):
-        """Python's handler back, for a C++ loop that asks it between steps."""
-        self.check()
+    def native(self, on: bool) -> None:
+        """Python's handler back (on), for a C++ loop that asks it between
+        steps; then the marking one again (off)."""
         if self.active:
-            _signal.signal(_signal.SIGINT, _signal.default_int_handler)
-        try:
-            yield
-        finally:
-            if self.active:
-                _signal.signal(_signal.SIGINT, self._mark)
+            _signal.signal(_signal.SIGINT, _signal.default_int_handler if on else self._mark)
 
 
 def _interrupted(exception: BaseException, batches_done: int) -> BaseException:
@@ -128,6 +121,7 @@ class TrainStep:
         self.criterion = criterion
         self.optimizer = optimizer
         self.batches_done = 0  # by the last epoch() (so far, while it runs)
+        self._targets_checked = None  # (target, its version, classes) that _check_targets found in range
 
     def __repr__(self) -> str:
         return (f"TrainStep(model={type(self.model).__name__}, criterion={type(self.criterion).__name__}, "
@@ -248,8 +242,13 @@ class TrainStep:
         if chain is None or (input.dim() < 2 if chain[0] else input.dim() != 2):
             return
         classes = chain[1][-1].out_features
+        key = (target, target._version, classes)  # checked once per version of the tensor
+        if self._targets_checked is not None and self._targets_checked[0] is target and \
+                self._targets_checked[1:] == key[1:]:
+            return
         low, high = (int(v) for v in torch.aminmax(target)) if target.numel() else (0, 0)
         if 0 <= low and high < classes:
+            self._targets_checked = key
             return
         bad = ((target < 0) | (target >= classes)) & (target != criterion.ignore_index)
         if bad.any():
@@ -267,7 +266,9 @@ class TrainStep:
                 or _global_optimizer_post_hooks or optimizer._optimizer_step_pre_hooks
                 or optimizer._optimizer_step_post_hooks or torch.autograd._profiler_enabled()):
             return None
-        x, y = (t[: loader.batch_sampler.batch_size] for t in tensors)
+        # the whole tensors stand for a batch: the op's checks compare their
+        # shapes dim by dim, and all rows agree in dim 0 as a batch's do
+        x, y = tensors
         chain = self._chain_arguments(x, y)
         if chain is None:
             return None
@@ -299,9 +300,8 @@ class TrainStep:
                                [s.get("step") for s in state], settings))
         if stepped != len(slots):  # a parameter the optimizer does not step: its .grad accumulates
             return None
-        if op_input.dim() != x.dim():  # the model's Flatten: the rows gathered as the op takes them
-            tensors = (tensors[0].flatten(1), tensors[1])
-        return params, arguments, groups, fresh, tensors
+        # (the model's Flatten already applied: the rows gathered as the op takes them)
+        return params, arguments, groups, fresh, (op_input, y)
 
     def _bare_epoch(self, loader) -> Optional[Callable[[], object]]:
         """The floor of epoch(loader), for bench/: a function running the
@@ -335,9 +335,13 @@ class TrainStep:
                 raise RuntimeError("fastact: the optimizer has no state after its first step")
         if len(order):
             self.optimizer.zero_grad()
-            with boundaries.native():
+            boundaries.check()
+            boundaries.native(True)
+            try:
                 done_losses, grads, done, exception = _backends.cpp._C._train_epoch(
                     input, target, order, size, False, *arguments, groups)
+            finally:
+                boundaries.native(False)
             if done:
                 for p, g in zip(params, grads[1:]):
                     if p is not None and p.requires_grad:
