@@ -9,12 +9,11 @@ Each round trains one epoch with every contender in turn; prints the median
 milliseconds per epoch and microseconds per step, and torch's time over each.
 """
 import argparse
-import statistics
-import time
 
 import torch
 
 from fastact_apps.bench import epochs
+from fastact_apps.bench.timing import interleaved_medians
 
 
 def main():
@@ -28,16 +27,7 @@ def main():
     print(head + "   torch/loop torch/epoch sklearn/epoch  epoch us/step floor us/step")
     for name in args.case or epochs.CASES:
         case = epochs.CASES[name]
-        fns = epochs.contenders(case)
-        for fn in fns.values():  # warm-up: allocator, first calls
-            fn()
-        times = {n: [] for n in fns}
-        for _ in range(args.rounds):
-            for n, fn in fns.items():
-                start = time.perf_counter()
-                fn()
-                times[n].append(time.perf_counter() - start)
-        ms = {n: statistics.median(t) * 1e3 for n, t in times.items()}
+        ms = {n: s * 1e3 for n, s in interleaved_medians(epochs.contenders(case), args.rounds).items()}
         b = epochs.batches_per_epoch(case)
         cell = lambda n: f"{ms[n]:10.3f}" if n in ms else f"{'-':>10s}"
         ratio = lambda a, c: f"{ms[a] / ms[c]:.1f}x" if a in ms and c in ms else "-"

@@ -10,13 +10,13 @@ loader must at least do). Prints the median microseconds per batch of each,
 and torch's over fastact's.
 """
 import argparse
-import statistics
 import time
 
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 import fastact
+from fastact_apps.bench.timing import interleaved_medians
 
 N, FEATURES, BATCH = 1797, 64, 32
 
@@ -46,12 +46,9 @@ def main():
     loaders = {"torch": DataLoader(ds, batch_size=BATCH, shuffle=True, generator=g),
                "fastact": fastact.DataLoader(ds, batch_size=BATCH, shuffle=True, generator=g)}
     batches = len(loaders["torch"])
-    times = {name: [] for name in (*loaders, "floor")}
-    for _ in range(args.rounds + 1):  # the first round warms up and is dropped
-        for name, loader in loaders.items():
-            times[name].append(epoch_seconds(loader))
-        times["floor"].append(floor_seconds(X, y, g))
-    per_batch = {name: statistics.median(t[1:]) / batches * 1e6 for name, t in times.items()}
+    epochs = {name: (lambda loader=loader: epoch_seconds(loader)) for name, loader in loaders.items()}
+    epochs["floor"] = lambda: floor_seconds(X, y, g)
+    per_batch = {name: s / batches * 1e6 for name, s in interleaved_medians(epochs, args.rounds).items()}
 
     print(f"TensorDataset X {tuple(X.shape)} float32, y int64; batch {BATCH}, shuffle=True, {batches} batches an "
           f"epoch; median of {args.rounds} interleaved rounds, {torch.get_num_threads()} threads, torch {torch.__version__}")

@@ -10,13 +10,12 @@ still remove is its distance to that floor. The three take turns; medians.
 """
 import argparse
 import copy
-import statistics
-import time
 
 import torch
 from torch import nn
 
 import fastact
+from fastact_apps.bench.timing import interleaved_medians
 from fastact_apps.train.tutorials import mlp
 
 DIMS, BATCH = (784, 512, 512, 10), 256
@@ -52,16 +51,7 @@ def main() -> None:
                 grad = grad.mm(weights[layer])
 
     cases = {"torch eager": torch_step, "fastact.TrainStep": lambda: step(x, y), "products alone": products}
-    times = {k: [] for k in cases}
-    for f in cases.values():
-        for _ in range(5):
-            f()
-    for i in range(args.repeats):
-        for name, f in cases.items():
-            start = time.perf_counter()
-            f()
-            times[name].append(time.perf_counter() - start)
-    medians = {k: statistics.median(v) * 1e3 for k, v in times.items()}
+    medians = {k: s * 1e3 for k, s in interleaved_medians(cases, args.repeats, warmup=5).items()}
     flops = 2 * BATCH * sum(a * b for a, b in zip(DIMS, DIMS[1:]))  # forward
     flops += 2 * flops - 2 * BATCH * DIMS[0] * DIMS[1]  # weight gradients, input gradients but the first
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; {'-'.join(map(str, DIMS))} MLP, batch "

@@ -120,9 +120,8 @@ def epoch_order(loader, tensors):
     batch_sampler = loader.batch_sampler
     sampler, size = batch_sampler.sampler, batch_sampler.batch_size
     n = len(sampler.data_source)
-    finish = None
     if type(sampler) is tud.SequentialSampler:
-        order = torch.arange(n)
+        order, finish = torch.arange(n), None
     elif not sampler.replacement and sampler.num_samples == n:
         generator = sampler.generator
         if generator is None:  # RandomSampler.__iter__'s own seeding

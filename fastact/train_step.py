@@ -35,7 +35,6 @@ used twice or not contiguous, an input or target that needs a gradient,
 autocast, grad mode off, torch.compile tracing, a torch function
 mode or tensor subclass, and the Numba backend.
 """
-import array
 import _signal
 import threading
 from typing import Callable, List, Optional

@@ -13,7 +13,6 @@ optimizer settings (bench/test_bench_epoch.py, bench/epoch_speed.py):
 
 The data are synthetic stand-ins of the sizes learners use (scikit-learn's
 digits, iris, two-moons and circles, an MNIST-sized MLP)."""
-import copy
 import warnings
 from dataclasses import dataclass
 from typing import Callable, Dict, Tuple

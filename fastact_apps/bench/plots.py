@@ -1,5 +1,4 @@
 """Speedup against size (matplotlib, imported only here)."""
-import itertools
 import math
 from typing import List
 

@@ -42,6 +42,21 @@ def compare(fns: Dict[str, Callable[[], None]], budget_s: float = 1.0, rounds: i
             samples[name].append(per_call_seconds(fn, reps, sync))
     return {name: statistics.median(s) for name, s in samples.items()}
 
+def interleaved_medians(fns: Dict[str, Callable[[], object]], rounds: int, warmup: int = 1) -> Dict[str, float]:
+    """Median seconds of one call of each fn, timed call by call with the
+    fns taking turns, round after round, after `warmup` untimed calls of
+    each: for work long enough to time alone (an epoch, a training step)."""
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    samples: Dict[str, List[float]] = {name: [] for name in fns}
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            samples[name].append(time.perf_counter() - start)
+    return {name: statistics.median(s) for name, s in samples.items()}
+
 def training_step(fn: Callable, x: torch.Tensor, g: Optional[torch.Tensor], backward: bool,
                   aux=None) -> Callable[[], None]:
     """One call of fn(x, aux); with backward, a training step's share:
