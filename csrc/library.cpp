@@ -137,7 +137,9 @@ pybind11::tuple train_epoch_binding(const at::Tensor& data, const at::Tensor& ta
     }
     steps.push_back(std::move(o));
   }
-  PyObject* pending = nullptr;  // the exception a signal handler raised
+  // The exception a signal handler raised. Declared before the GIL is
+  // released, so it is destroyed with the GIL held even if the loop throws.
+  pybind11::object pending;
   // with the GIL held
   auto take_signal = [&pending] {
     if (PyErr_CheckSignals() == 0) return false;
@@ -147,7 +149,7 @@ pybind11::tuple train_epoch_binding(const at::Tensor& data, const at::Tensor& ta
     if (traceback) PyException_SetTraceback(value, traceback);
     Py_XDECREF(type);
     Py_XDECREF(traceback);
-    pending = value;
+    pending = pybind11::reinterpret_steal<pybind11::object>(value);
     return true;
   };
   auto stop = [&take_signal] {
@@ -161,8 +163,8 @@ pybind11::tuple train_epoch_binding(const at::Tensor& data, const at::Tensor& ta
   }
   // a signal during the last batches, which the loop no longer asks about
   if (!pending) take_signal();
-  pybind11::object exception = pending ? pybind11::reinterpret_steal<pybind11::object>(pending) : pybind11::none();
-  return pybind11::make_tuple(result.losses, result.grads, result.done, exception);
+  return pybind11::make_tuple(result.losses, result.grads, result.done,
+                              pending ? pending : pybind11::object(pybind11::none()));
 }
 
 }  // namespace
