@@ -22,8 +22,15 @@ constexpr int64_t kSmallFeatures = 64;
 
 struct Layer {
   linear_act::Activation act;
-  double slope;
+  double slope;  // the activation's parameter (linear_act.h)
 };
+
+// Whether the chain keeps only the layer's output for its backward; for the
+// others (linear_act::differentiates_from_output) _linear_chain returns the
+// pre-activation too, after the n outputs, in layer order.
+inline bool keeps_output(const Layer& layer) {
+  return linear_act::differentiates_from_output(layer.act, layer.slope);
+}
 
 // Checks the lists and shapes (torch's message for a shape mismatch) and
 // parses the activations.

@@ -58,11 +58,24 @@ def saves_output(name: str, args) -> bool:
     return BACKWARD[name][1](args)
 
 
-# Activations fastact::linear_act applies to its output (csrc/linear_act.h).
-LINEAR_ACTIVATIONS = ("none", "relu", "leaky_relu", "sigmoid", "tanh")
-# linear_act's activation -> the backward op of its derivative
+# Activations fastact::linear_act applies to its output (csrc/linear_act.h),
+# in the order of the chain op's codes. Its float argument is the
+# activation's parameter: leaky_relu's negative_slope, elu's alpha,
+# softplus's beta (with torch's default threshold, SOFTPLUS_THRESHOLD).
+LINEAR_ACTIVATIONS = ("none", "relu", "leaky_relu", "sigmoid", "tanh",
+                      "gelu", "gelu_tanh", "silu", "elu", "selu", "softplus")
+SOFTPLUS_THRESHOLD = 20.0
+# linear_act's activation -> the backward op of its derivative, for those
+# differentiated from their output
 LINEAR_ACTIVATION_BACKWARD = {"relu": "relu_backward", "leaky_relu": "leaky_relu_backward",
                               "sigmoid": "sigmoid_backward", "tanh": "tanh_backward"}
+
+
+def differentiates_from_output(activation: str, param: float) -> bool:
+    """Whether linear_act's backward takes the derivative from its output
+    (else from the pre-activation, which it keeps: csrc/linear_act.h)."""
+    return (activation == "none" or activation in LINEAR_ACTIVATION_BACKWARD) and not (
+        activation == "leaky_relu" and param < 0)
 
 # Autocast (torch's policy for the torch op each replaces; csrc/autocast/):
 # op -> "float32" (cast up) or "lower" (the autocast dtype). Per device.

@@ -320,12 +320,18 @@ def fused_linear(input: Tensor, weight: Tensor, bias: Optional[Tensor] = None, a
     r"""fused_linear(input, weight, bias=None, activation='none', negative_slope=0.01) -> Tensor
 
     activation(input @ weight^T + bias), one op and one autograd node, with
-    activation one of 'none', 'relu', 'leaky_relu' (with negative_slope),
-    'sigmoid', 'tanh'. The matmul is torch's (addmm) and the activation is
-    applied in place on its output, so values and gradients are those of
-    torch.nn.functional.linear followed by the activation, bit for bit for
-    2-D and contiguous 3-D inputs. Not in torch.nn.functional: fastact.fuse
-    puts it in models."""
+    activation one of 'none', 'relu', 'leaky_relu' (negative_slope its
+    slope), 'sigmoid', 'tanh', 'gelu', 'gelu_tanh' (GELU's tanh
+    approximation), 'silu', 'elu' (negative_slope its alpha), 'selu',
+    'softplus' (negative_slope its beta; threshold 20, torch's default). The
+    matmul is torch's (addmm) and the activation is fastact's op where
+    fastact has one (ReLU, LeakyReLU, Sigmoid, Tanh, GELU, SELU: applied in
+    place on the matmul's output where its derivative comes from the output)
+    and torch's otherwise, so values and gradients are those of
+    torch.nn.functional.linear followed by the activation (as fastact.swap
+    leaves it), bit for bit for 2-D and contiguous 3-D inputs. GELU, SiLU,
+    ELU, SELU and Softplus keep the pre-activation for backward, as torch
+    does. Not in torch.nn.functional: fastact.fuse puts it in models."""
     if has_torch_function_variadic(input, weight, bias):
         return handle_torch_function(fused_linear, (input, weight, bias), input, weight, bias=bias,
                                      activation=activation, negative_slope=negative_slope)
@@ -345,13 +351,14 @@ def fused_linear_chain(input: Tensor, weights: Sequence[Tensor], biases: Sequenc
 
     A run of layers as one op and one autograd node: from x_0 = input,
     x_l = activation_l(x_{l-1} @ weights[l]^T + biases[l]) (a bias may be
-    None; activations as fused_linear's, leaky_relu with a slope >= 0);
-    returns the last x_l. Its backward is one call for every layer's
-    gradients. On CPU, layers whose feature sizes are both at most 64 (float,
-    double) use fastact's own matmul: values and gradients within float
-    rounding of torch's (not bit-identical: another summation order), where
-    MKL's per-call cost would dominate; other layers are torch's arithmetic,
-    bit for bit. Double backward recomputes the layers' outputs with
+    None; activations and their parameters as fused_linear's); returns the
+    last x_l. Its backward is one call for every layer's gradients. On CPU,
+    layers whose feature sizes are both at most 64 (float, double) and whose
+    activation's derivative comes from its output (none, ReLU, LeakyReLU with
+    a slope >= 0, Sigmoid, Tanh) use fastact's own matmul: values and
+    gradients within float rounding of torch's (not bit-identical: another
+    summation order), where MKL's per-call cost would dominate; other layers
+    are torch's arithmetic, bit for bit. Double backward recomputes the layers' outputs with
     autograd; forward AD and vmap run layer by layer. On the Numba backend:
     fused_linear layer by layer.
     Not in torch.nn.functional: fastact.fuse puts it in models."""
@@ -366,7 +373,8 @@ def fused_linear_chain(input: Tensor, weights: Sequence[Tensor], biases: Sequenc
     codes = [_checks.linear_activation_code(a) for a in activations]
     slopes = [float(s) for s in negative_slopes]
     chain = torch.ops.fastact._linear_chain.default if is_dynamo_compiling() else _backends.cpp._C._linear_chain
-    return chain(input, list(weights), list(biases), codes, slopes)[-1]
+    # the op returns each layer's output, then the pre-activations it keeps
+    return chain(input, list(weights), list(biases), codes, slopes)[len(codes) - 1]
 
 
 def linear(input: Tensor, weight: Tensor, bias: Optional[Tensor] = None) -> Tensor:

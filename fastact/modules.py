@@ -2,12 +2,13 @@
 constructor, attributes, repr, state_dict, pickling and isinstance checks are
 torch's own; only forward runs fastact."""
 from torch import Tensor, nn
+from torch.nn import functional as TF
 
 from fastact import functional as F
 from fastact._checks import check_linear_activation
 
 __all__ = ["ReLU", "LeakyReLU", "Sigmoid", "Tanh", "GELU", "SELU", "Softmax", "LogSoftmax", "CrossEntropyLoss",
-           "BCEWithLogitsLoss", "FusedLinear", "LinearChain", "Chained", "Fused"]
+           "BCEWithLogitsLoss", "FusedLinear", "LinearChain", "Chained", "Fused", "ChainedDropout"]
 
 
 def has_hooks(module: nn.Module) -> bool:
@@ -100,10 +101,17 @@ class BCEWithLogitsLoss(nn.BCEWithLogitsLoss):
                                                   reduction=self.reduction)
 
 
+# the activations whose parameter FusedLinear's negative_slope holds
+_PARAMETRIZED = ("leaky_relu", "elu", "softplus")
+
+
 class FusedLinear(nn.Linear):
     r"""nn.Linear followed by an activation, as one fastact op and one
-    autograd node: y = activation(x W^T + b), activation one of 'none',
-    'relu', 'leaky_relu' (negative_slope), 'sigmoid', 'tanh'.
+    autograd node: y = activation(x W^T + b), activation one of
+    fastact.functional.fused_linear's ('none', 'relu', 'leaky_relu',
+    'sigmoid', 'tanh', 'gelu', 'gelu_tanh', 'silu', 'elu', 'selu',
+    'softplus'), negative_slope its parameter (LeakyReLU's slope, ELU's
+    alpha, Softplus's beta).
 
     Parameters, their names and initialization are nn.Linear's (it is one),
     so state_dicts load either way; values and gradients equal the unfused
@@ -131,7 +139,7 @@ class FusedLinear(nn.Linear):
         return F.fused_linear(input, self.weight, self.bias, self.activation, self.negative_slope)
 
     def extra_repr(self) -> str:
-        act = self.activation + (f"({self.negative_slope})" if self.activation == "leaky_relu" else "")
+        act = self.activation + (f"({self.negative_slope})" if self.activation in _PARAMETRIZED else "")
         return f"{super().extra_repr()}, activation={act}"
 
 
@@ -144,15 +152,34 @@ class LinearChain(FusedLinear):
     before fusing."""
 
     rest: tuple = ()
+    # (l, ChainedDropout) for each Dropout between layer l and layer l + 1 of the run, in order
+    dropouts: tuple = ()
 
     @classmethod
-    def from_layers(cls, layers) -> "LinearChain":
+    def from_layers(cls, layers, dropouts=()) -> "LinearChain":
         head = clone_as(layers[0], cls)
-        head.__dict__["rest"] = tuple(layers[1:])  # not submodules: each stays in its own place
+        # not submodules: each stays in its own place
+        head.__dict__["rest"] = tuple(layers[1:])
+        head.__dict__["dropouts"] = tuple(dropouts)
         return head
 
+    def active_dropouts(self) -> list:
+        """The run's Dropouts that drop (training, p > 0): the chain splits at them."""
+        return [(after, d) for after, d in self.dropouts if d.training and d.p > 0]
+
     def forward(self, input: Tensor) -> Tensor:
-        return F.fused_linear_chain(input, *self.chain_arguments())
+        arguments = self.chain_arguments()
+        active = self.active_dropouts() if self.dropouts else ()
+        if not active:
+            return F.fused_linear_chain(input, *arguments)
+        # one chain per stretch between dropping Dropouts: torch's dropout on
+        # the same tensor as the unfused model's, so the same mask from the same
+        # generator state (out of place: the chain's node keeps its output)
+        start = 0
+        for after, dropout in active:
+            input = TF.dropout(F.fused_linear_chain(input, *(a[start:after + 1] for a in arguments)), dropout.p, True)
+            start = after + 1
+        return F.fused_linear_chain(input, *(a[start:] for a in arguments))
 
     def chain_arguments(self):
         """(weights, biases, activations, negative_slopes) of the run, as
@@ -168,6 +195,19 @@ class LinearChain(FusedLinear):
 class Chained(FusedLinear):
     r"""A layer of a chain (see LinearChain) in its place: the chain's first
     layer applies it, so its forward passes its input through."""
+
+    def forward(self, input: Tensor) -> Tensor:
+        return input
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, applied by the preceding LinearChain"
+
+
+class ChainedDropout(nn.Dropout):
+    r"""An nn.Dropout inside a chain (see LinearChain), in its place with its
+    settings: the chain's first layer applies it, where it drops (training,
+    p > 0), so its forward passes its input through. In eval mode or with
+    p = 0 it is the identity, and the chain stays one op."""
 
     def forward(self, input: Tensor) -> Tensor:
         return input

@@ -6,7 +6,7 @@ from typing import Dict, Optional, Tuple
 
 from torch import nn
 
-from fastact import modules
+from fastact import _spec, modules
 from fastact.modules import REPLACEMENTS, clone_as, has_hooks
 
 __all__ = ["swap", "fuse", "summary"]
@@ -56,13 +56,24 @@ def _activation_of(module: nn.Module) -> Optional[Tuple[str, float]]:
         return "sigmoid", 0.0
     if kind in (nn.Tanh, modules.Tanh):
         return "tanh", 0.0
+    if kind in (nn.GELU, modules.GELU):
+        return ("gelu_tanh" if module.approximate == "tanh" else "gelu"), 0.0
+    if kind is nn.SiLU:
+        return "silu", 0.0
+    if kind is nn.ELU:
+        return "elu", module.alpha
+    if kind in (nn.SELU, modules.SELU):
+        return "selu", 0.0
+    if kind is nn.Softplus and module.threshold == _spec.SOFTPLUS_THRESHOLD:
+        return "softplus", module.beta
     return None
 
 
 def fuse(model: nn.Module, chain: bool = True) -> nn.Module:
     """fastact.swap(model), then inside every nn.Sequential (exact type: a
     subclass may have its own forward) replace each nn.Linear followed by
-    ReLU, LeakyReLU, Sigmoid or Tanh with one FusedLinear applying both, and
+    ReLU, LeakyReLU, Sigmoid, Tanh, GELU, SiLU, ELU, SELU or Softplus (its
+    default threshold, 20) with one FusedLinear applying both, and
     the activation with a Fused placeholder; a Linear followed by anything
     else becomes a FusedLinear without activation (one autograd node instead
     of three). Layer by layer (chain=False), values and gradients stay
@@ -74,8 +85,7 @@ def fuse(model: nn.Module, chain: bool = True) -> nn.Module:
     every layer's gradients in one call; small layers (feature sizes up to
     64, float and double, CPU) then use fastact's own matmul, within float
     rounding of torch's (fastact.functional.fused_linear_chain). Not chained:
-    a leaky_relu with a negative slope, and a layer that appears more than
-    once in the model.
+    a layer that appears more than once in the model.
 
     Parameters stay the same nn.Parameter objects, so an optimizer built
     before fuse keeps working, and state_dict keys do not change. Layers with
@@ -113,32 +123,45 @@ def fuse(model: nn.Module, chain: bool = True) -> nn.Module:
 
 def _chain_runs(model: nn.Module) -> None:
     """Each run of FusedLinear layers in an nn.Sequential (one layer or more),
-    with only Fused placeholders between them and each one's output the next
-    one's input, becomes a LinearChain and Chained layers."""
+    with only Fused placeholders and nn.Dropouts between them and each one's
+    output the next one's input, becomes a LinearChain and Chained layers
+    (the Dropouts ChainedDropout, which the LinearChain applies while they
+    drop)."""
     uses: Dict[int, int] = {}
     for m in model.modules(remove_duplicate=False):
         uses[id(m)] = uses.get(id(m), 0) + 1
 
     def chainable(m) -> bool:
-        return (type(m) is modules.FusedLinear and uses[id(m)] == 1
-                and not (m.activation == "leaky_relu" and m.negative_slope < 0))
+        return type(m) is modules.FusedLinear and uses[id(m)] == 1
 
     for parent in list(model.modules()):
         if type(parent) is not nn.Sequential:
             continue
         run: list = []  # (name, layer) of the current run
+        dropouts: list = []  # (layer index in the run it follows, name, Dropout) of the run
+        pending: list = []  # the Dropouts since the run's last layer: the run's if another layer follows
         for name, layer in list(parent._modules.items()) + [(None, None)]:
-            if isinstance(layer, modules.Fused) and run:
+            if isinstance(layer, modules.Fused) and run and not pending:
+                continue
+            if type(layer) is nn.Dropout and run and not has_hooks(layer) and uses[id(layer)] == 1:
+                pending.append((len(run) - 1, name, layer))
                 continue
             if layer is not None and chainable(layer) and (not run or run[-1][1].out_features == layer.in_features):
                 run.append((name, layer))
+                dropouts += pending
+                pending = []
                 continue
             if run:
                 chained = [modules.clone_as(m, modules.Chained) for _, m in run[1:]]
                 for (n, _), c in zip(run[1:], chained):
                     parent._modules[n] = c
-                parent._modules[run[0][0]] = modules.LinearChain.from_layers([run[0][1]] + chained)
+                placed = []
+                for after, n, d in dropouts:
+                    parent._modules[n] = modules.clone_as(d, modules.ChainedDropout)
+                    placed.append((after, parent._modules[n]))
+                parent._modules[run[0][0]] = modules.LinearChain.from_layers([run[0][1]] + chained, placed)
             run = [(name, layer)] if layer is not None and chainable(layer) else []
+            dropouts, pending = [], []
 
 
 def summary(model: nn.Module) -> str:

@@ -21,9 +21,20 @@ ACTIVATIONS = {  # name -> (negative_slope, torch's function)
     "sigmoid": (0.0, torch.sigmoid),
     "tanh": (0.0, torch.tanh),
 }
-# fastact's sigmoid/tanh kernels are not torch's (they agree within rounding);
-# everything else is torch's own arithmetic, so the results are bit-identical.
-EXACT = {"none", "relu", "leaky_relu", "leaky_relu_negative"}
+# The activations differentiated from their pre-activation, which the op
+# keeps (name -> (parameter, torch's function)).
+FROM_INPUT = {
+    "gelu": (0.0, TF.gelu),
+    "gelu_tanh": (0.0, lambda t: TF.gelu(t, approximate="tanh")),
+    "silu": (0.0, TF.silu),
+    "elu": (0.7, lambda t: TF.elu(t, 0.7)),
+    "selu": (0.0, TF.selu),
+    "softplus": (1.5, lambda t: TF.softplus(t, 1.5)),
+}
+# fastact's sigmoid/tanh/gelu/selu kernels are not torch's (they agree within
+# rounding); everything else is torch's own arithmetic, so the results are
+# bit-identical.
+EXACT = {"none", "relu", "leaky_relu", "leaky_relu_negative", "silu", "elu", "softplus"}
 
 
 def _op_name(key):
@@ -65,9 +76,32 @@ def test_fused_linear_matches_linear_then_activation(key, dtype, shape, layout, 
     assert y.grad_fn.name() == backward_node_name("linear_act", "FastactLinearBackward")
 
 
-@pytest.mark.parametrize("key", list(ACTIVATIONS))
+@pytest.mark.parametrize("key", list(FROM_INPUT))
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("case", range(4))
+def test_fused_linear_keeping_the_pre_activation_matches_torch(key, dtype, case):
+    # the activations' own kernels are tested over every layout in
+    # test_activation; here the pre-activation's path, over the shapes and
+    # layouts linear flattens differently
+    shape, layout, bias = [((7,), "contiguous", True), ((5, 7), "transposed", False),
+                           ((0, 7), "contiguous", True), ((2, 3, 7), "transposed", True)][case]
+    param, torch_act = FROM_INPUT[key]
+    x = make_input(shape, dtype, layout).requires_grad_()
+    w = make_input((4, 7), dtype, seed=1).requires_grad_()
+    b = make_input((4,), dtype, seed=2).requires_grad_() if bias else None
+    inputs = [t for t in (x, w, b) if t is not None]
+    y = F.fused_linear(x, w, b, key, param)
+    ref = torch_act(TF.linear(x, w, b))
+    exact = key in EXACT and (len(shape) <= 2 or x.is_contiguous())
+    _assert_match(y, ref, exact)
+    g = torch.randn(ref.shape, generator=torch.Generator().manual_seed(3), dtype=torch.float64).to(dtype)
+    for got, want in zip(torch.autograd.grad(y, inputs, g), torch.autograd.grad(ref, inputs, g)):
+        _assert_match(got, want, exact)
+
+
+@pytest.mark.parametrize("key", list(ACTIVATIONS) + list(FROM_INPUT))
 def test_fused_linear_gradcheck(key):
-    slope, _ = ACTIVATIONS[key]
+    slope, _ = ACTIVATIONS[key] if key in ACTIVATIONS else FROM_INPUT[key]
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(6, 5, dtype=torch.float64, generator=gen, requires_grad=True)
     w = torch.randn(3, 5, dtype=torch.float64, generator=gen, requires_grad=True)
@@ -97,7 +131,7 @@ def test_fused_linear_does_not_touch_its_inputs():
 def test_fused_linear_errors():
     x, w = torch.randn(5, 3), torch.randn(2, 3)
     with pytest.raises(ValueError, match="activation"):
-        F.fused_linear(x, w, None, "gelu")
+        F.fused_linear(x, w, None, "swish")
     with pytest.raises(RuntimeError, match="cannot be multiplied"):
         F.fused_linear(torch.randn(5, 4), w)
     with pytest.raises(RuntimeError, match="dtype"):
@@ -181,6 +215,31 @@ def test_fuse_keeps_parameters_optimizer_and_state_dict_keys():
     assert not torch.equal(fused[0].weight, before)
     fresh = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 8), nn.LeakyReLU(0.2), nn.Linear(8, 3))
     fresh.load_state_dict(fused.state_dict())  # loads into the unfused model
+
+
+@pytest.mark.parametrize("chain", [False, True], ids=["layers", "chain"])
+def test_fuse_takes_the_activations_that_keep_their_pre_activation(chain):
+    torch.manual_seed(0)
+    acts = [nn.GELU(), nn.GELU("tanh"), nn.SiLU(), nn.ELU(0.5, inplace=True), nn.SELU(), nn.Softplus(2.0),
+            nn.LeakyReLU(-0.1)]
+    layers = [m for act in acts for m in (nn.Linear(6, 6), act)]
+    model = nn.Sequential(*layers, nn.Linear(6, 3)).double()
+    x = torch.randn(9, 6, dtype=torch.float64)
+    unfused, fused = _unfused_fastact(model), fastact.fuse(copy.deepcopy(model), chain=chain)
+    assert [m.activation for m in fused.modules() if isinstance(m, fastact.FusedLinear)] == [
+        "gelu", "gelu_tanh", "silu", "elu", "selu", "softplus", "leaky_relu", "none"]
+    assert isinstance(fused[0], fastact.LinearChain) == chain  # one chain, all of it
+    assert "activation=elu(0.5)" in repr(fused[6])
+    y_u, y_f = unfused(x), fused(x)
+    torch.testing.assert_close(y_f, y_u, rtol=1e-12, atol=1e-12)  # the small kernel sums the last layer in its order
+    torch.testing.assert_close(y_f, model(x))
+    g = torch.randn(y_u.shape, dtype=torch.float64)
+    for p_f, p_u in zip(torch.autograd.grad(y_f, list(fused.parameters()), g),
+                        torch.autograd.grad(y_u, list(unfused.parameters()), g)):
+        torch.testing.assert_close(p_f, p_u, rtol=1e-12, atol=1e-12)
+    # a Softplus of another threshold keeps its own module (the op's threshold is torch's default)
+    other = fastact.fuse(nn.Sequential(nn.Linear(3, 3), nn.Softplus(threshold=5.0)), chain=chain)
+    assert type(other[1]) is nn.Softplus
 
 
 def test_fuse_leaves_hooked_layers_and_custom_containers_alone():

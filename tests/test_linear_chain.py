@@ -15,7 +15,10 @@ import fastact
 from fastact import functional as F
 
 ACTS = {"none": lambda t, s: t, "relu": lambda t, s: TF.relu(t), "leaky_relu": TF.leaky_relu,
-        "sigmoid": lambda t, s: torch.sigmoid(t), "tanh": lambda t, s: torch.tanh(t)}
+        "sigmoid": lambda t, s: torch.sigmoid(t), "tanh": lambda t, s: torch.tanh(t),
+        # differentiated from the pre-activation the chain keeps (s: ELU's alpha, Softplus's beta)
+        "gelu": lambda t, s: TF.gelu(t), "gelu_tanh": lambda t, s: TF.gelu(t, approximate="tanh"),
+        "silu": lambda t, s: TF.silu(t), "elu": TF.elu, "selu": lambda t, s: TF.selu(t), "softplus": TF.softplus}
 # (feature sizes, activations): small layers (fastact's matmul), large ones (torch's), and mixed
 CHAINS = [
     ((2, 10, 2), ("relu", "none")),
@@ -23,6 +26,8 @@ CHAINS = [
     ((3, 64, 64, 5), ("tanh", "relu", "none")),
     ((100, 30, 70, 3), ("relu", "sigmoid", "none")),
     ((7, 17, 33, 1), ("sigmoid", "leaky_relu", "tanh")),
+    ((5, 12, 70, 9, 3), ("gelu", "silu", "elu", "softplus")),
+    ((6, 8, 8, 4), ("gelu_tanh", "relu", "selu")),
 ]
 # float and double: fastact's matmul sums in another order (a weight
 # gradient sums 300 rows: where they cancel, float32 keeps ~1e-5 absolute);
@@ -114,27 +119,28 @@ def test_no_bias_non_contiguous_input_and_nan():
     assert torch.equal(y.isnan(), expect.isnan())
 
 
-def test_gradcheck_and_double_backward():
+@pytest.mark.parametrize("acts", [("tanh", "sigmoid", "none"), ("silu", "gelu", "softplus")])
+def test_gradcheck_and_double_backward(acts):
     ws, bs = _layers((3, 5, 4, 2), torch.float64, seed=5)
     x = torch.randn(6, 3, dtype=torch.float64, requires_grad=True)
-    fn = lambda x, *p: _chain(x, p[:3], p[3:], ("tanh", "sigmoid", "none"))  # noqa: E731
+    fn = lambda x, *p: _chain(x, p[:3], p[3:], acts)  # noqa: E731
     assert torch.autograd.gradcheck(fn, (x, *ws, *bs))
     assert torch.autograd.gradgradcheck(fn, (x, *ws, *bs))
     # a gradient penalty, as torch computes it
     outs = []
-    for f in (fn, lambda x, *p: _reference(x, p[:3], p[3:], ("tanh", "sigmoid", "none"))):
+    for f in (fn, lambda x, *p: _reference(x, p[:3], p[3:], acts)):
         (gx,) = torch.autograd.grad(f(x, *ws, *bs).pow(2).sum(), x, create_graph=True)
         outs.append(torch.autograd.grad(gx.pow(2).sum(), ws + bs))
     for a, b in zip(*outs):
         torch.testing.assert_close(a, b)
 
 
-def test_forward_ad_and_vmap():
+@pytest.mark.parametrize("acts", [("relu", "none"), ("gelu", "elu")])
+def test_forward_ad_and_vmap(acts):
     import torch.autograd.forward_ad as fwAD
 
     ws, bs = _layers((4, 6, 3), torch.float64)
     x, t = torch.randn(5, 4, dtype=torch.float64), torch.randn(5, 4, dtype=torch.float64)
-    acts = ("relu", "none")
     with fwAD.dual_level():
         ours = fwAD.unpack_dual(_chain(fwAD.make_dual(x, t), ws, bs, acts)).tangent
         theirs = fwAD.unpack_dual(_reference(fwAD.make_dual(x, t), ws, bs, acts)).tangent
@@ -153,6 +159,11 @@ def test_opcheck():
     x = torch.randn(4, 3, requires_grad=True)
     torch.library.opcheck(torch.ops.fastact._linear_chain.default, (x, ws, bs, [1, 0], [0.0, 0.0]))
     torch.library.opcheck(torch.ops.fastact._linear_chain.default, (x.detach()[0], ws, [None, bs[1]], [3, 4], [0.0, 0.0]))
+    # with the pre-activations it keeps, after the outputs
+    outputs = torch.ops.fastact._linear_chain(x, ws, bs, [5, 10], [0.0, 2.0])
+    assert len(outputs) == 4 and outputs[2].shape == (4, 5) and outputs[3].shape == (4, 2)
+    torch.library.opcheck(torch.ops.fastact._linear_chain.default, (x, ws, bs, [5, 10], [0.0, 2.0]))
+    torch.library.opcheck(torch.ops.fastact._linear_chain.default, (x, ws, bs, [2, 0], [-0.3, 0.0]))
 
 
 @pytest.mark.cpp_only
@@ -162,10 +173,10 @@ def test_bad_input_gets_a_clear_error():
         _chain(torch.randn(4, 4), ws, bs, ("relu", "none"))
     with pytest.raises(RuntimeError, match="same dtype"):
         _chain(torch.randn(4, 3, dtype=torch.float64), ws, bs, ("relu", "none"))
-    with pytest.raises(ValueError, match="negative_slope >= 0"):
-        F.fused_linear_chain(torch.randn(4, 3), ws, bs, ("leaky_relu", "none"), [-0.1, 0.0])
     with pytest.raises(ValueError, match="activation must be one of"):
-        _chain(torch.randn(4, 3), ws, bs, ("gelu", "none"))
+        _chain(torch.randn(4, 3), ws, bs, ("swish", "none"))
+    with pytest.raises(ValueError, match="activation code must be 0 to 10"):
+        torch.ops.fastact._linear_chain(torch.randn(4, 3), ws, bs, [11, 0], [0.0, 0.0])
     with pytest.raises(RuntimeError, match="one bias"):
         torch.ops.fastact._linear_chain(torch.randn(4, 3), ws, bs[:1], [1, 0], [0.0, 0.0])
 
@@ -200,15 +211,43 @@ def test_fuse_does_not_chain_what_it_cannot():
     shared = nn.Linear(4, 4)
     model = nn.Sequential(nn.Linear(3, 4), nn.LeakyReLU(-0.2), shared, nn.ReLU(), shared, nn.ReLU())
     fused = fastact.fuse(model)
-    # a negative slope and a layer used twice stay FusedLinear
-    assert [type(m).__name__ for m in fused] == ["FusedLinear", "Fused", "FusedLinear", "Fused", "FusedLinear", "Fused"]
+    # a layer used twice stays FusedLinear (a negative slope is a chain: it keeps the pre-activation)
+    assert [type(m).__name__ for m in fused] == ["LinearChain", "Fused", "FusedLinear", "Fused", "FusedLinear", "Fused"]
     assert fused[2] is fused[4]
     single = fastact.fuse(nn.Sequential(nn.Linear(2, 2), nn.Sigmoid()))  # a run of one is a chain too
     assert [type(m).__name__ for m in single] == ["LinearChain", "Fused"] and single[0].rest == ()
-    split = fastact.fuse(nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 5), nn.Dropout(), nn.Linear(5, 2),
-                                       nn.Tanh(), nn.Linear(2, 2)))
-    assert [type(m).__name__ for m in split] == ["LinearChain", "Fused", "Chained", "Dropout", "LinearChain", "Fused",
-                                                 "Chained"]
+    split = fastact.fuse(nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 5), nn.Softplus(threshold=5),
+                                       nn.Linear(5, 2), nn.Tanh(), nn.Linear(2, 2), nn.Dropout()))
+    assert [type(m).__name__ for m in split] == ["LinearChain", "Fused", "Chained", "Softplus", "LinearChain",
+                                                 "Fused", "Chained", "Dropout"]  # a Dropout after the run stays
+
+
+def test_a_chain_takes_the_dropouts_between_its_layers():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Dropout(0.3), nn.Linear(16, 16), nn.Tanh(), nn.Dropout(0.0),
+                          nn.Dropout(0.5), nn.Linear(16, 3))
+    fused = fastact.fuse(copy.deepcopy(model))
+    assert [type(m).__name__ for m in fused] == ["LinearChain", "Fused", "ChainedDropout", "Chained", "Fused",
+                                                 "ChainedDropout", "ChainedDropout", "Chained"]
+    assert [(after, d.p) for after, d in fused[0].dropouts] == [(0, 0.3), (1, 0.0), (1, 0.5)]
+    x = torch.randn(50, 4)
+    for training in (True, False):
+        model.train(training), fused.train(training)
+        outs = []
+        for m in (model, fused):
+            torch.manual_seed(1)
+            y = m(x)
+            # the same masks from the same generator states, and the generator left as torch leaves it
+            outs.append((y, torch.autograd.grad(y.pow(2).sum(), list(m.parameters())), torch.get_rng_state()))
+        (y_t, g_t, rng_t), (y_f, g_f, rng_f) = outs
+        torch.testing.assert_close(y_f, y_t)
+        for a, b in zip(g_f, g_t):
+            torch.testing.assert_close(a, b)
+        assert torch.equal(rng_f, rng_t)
+    # in eval mode the chain is one op, and a copy's chain holds the copy's Dropouts
+    assert fused[0].active_dropouts() == [] and len(fused[0].dropouts) == 3
+    twin = copy.deepcopy(fused)
+    assert twin[0].dropouts[0][1] is twin[2] and twin[0].rest[0] is twin[3]
 
 
 def test_a_chain_under_torch_compile_fullgraph():

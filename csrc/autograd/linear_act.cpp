@@ -7,13 +7,14 @@
 // torch's addmm derivative (mm_mat1_backward / mm_mat2_backward in
 // torch/csrc/autograd/FunctionsManual.cpp), so a fused model's gradients are
 // bit-identical to the unfused one's. Like torch, the input is saved only if
-// the weight needs a gradient, and the weight only if the input does.
+// the weight needs a gradient, and the weight only if the input does (all
+// three, the bias too, where the pre-activation is kept: see pre_activation).
 //
 // Forward-mode AD: the pre-activation's tangent tx W^T + x tW^T + tb (ATen's
 // linear), then the activation's derivative applied to it as in backward
 // (the activation's Jacobian is diagonal).
 #include "autograd/autograd.h"
-#include "linear_act.h"
+#include "linear_act_ops.h"
 
 #include <ATen/ExpandUtils.h>
 #include <ATen/TensorOperators.h>
@@ -48,32 +49,39 @@ bool is_row_major(const at::Tensor& weight) {
   return weight.stride(1) == 1 && weight.stride(0) == weight.size(1);
 }
 
-// The activation's derivative through the fastact ops' own autograd
-// kernels, so a recorded backward (create_graph) stays differentiable.
-at::Tensor activation_grad(linear_act::Activation act, double slope, const at::Tensor& g, const at::Tensor& saved) {
-  switch (act) {
-    case linear_act::Activation::None: return g;
-    case linear_act::Activation::Relu: return ops::relu_backward(g, saved);
-    case linear_act::Activation::LeakyRelu: return ops::leaky_relu_backward(g, saved, slope);
-    case linear_act::Activation::Sigmoid: return ops::sigmoid_backward(g, saved);
-    case linear_act::Activation::Tanh: return ops::tanh_backward(g, saved);
-  }
-  return g;
-}
+// The activation's derivative (linear_act_ops.h): through the ops' own
+// autograd kernels, so a recorded backward (create_graph) stays differentiable.
+using linear_act::activation_grad;
 
 struct LinearActNode final : torch::autograd::Node {
   linear_act::Activation act = linear_act::Activation::None;
   double slope = 0.0;
-  SavedVariable input, weight, saved;  // saved: the output, or the pre-activation (leaky_relu, slope < 0)
+  // saved: the output, or the pre-activation (linear_act::differentiates_from_output);
+  // bias: kept with the pre-activation only, to record it again
+  SavedVariable input, weight, bias, saved;
+  bool keep_pre = false;
   std::vector<int64_t> input_sizes, input_strides, bias_sizes;
   bool weight_row_major = true;
+
+  // The pre-activation the derivative is taken at. A backward that must be
+  // differentiable (create_graph) records it again from the inputs: the
+  // saved one has no history, and the activation's second derivative
+  // reaches the input and the parameters through it.
+  at::Tensor pre_activation(const c10::intrusive_ptr<Node>& self) {
+    if (!at::GradMode::is_enabled()) return saved.unpack(self);
+    const at::Tensor b = bias.unpack(self);
+    return ops::linear_act(input.unpack(self), weight.unpack(self),
+                           b.defined() ? std::optional<at::Tensor>(b) : std::nullopt, "none", 0.0);
+  }
 
   variable_list apply(variable_list&& grads) override {
     variable_list out(3);
     if (!grads[0].defined()) return out;
     const auto self = this->getptr();
-    at::Tensor g = act == linear_act::Activation::None ? grads[0]
-                                                      : activation_grad(act, slope, grads[0], saved.unpack(self));
+    at::Tensor g = grads[0];
+    if (act != linear_act::Activation::None) {
+      g = activation_grad(act, slope, g, keep_pre ? pre_activation(self) : saved.unpack(self));
+    }
     const int64_t out_features = g.size(-1);
     const int64_t in_features = input_sizes.back();
     if (g.dim() != 2) g = g.reshape({-1, out_features});
@@ -96,6 +104,7 @@ struct LinearActNode final : torch::autograd::Node {
   void release_variables() override {
     input.reset_data();
     weight.reset_data();
+    bias.reset_data();
     saved.reset_data();
   }
 };
@@ -109,15 +118,16 @@ at::Tensor linear_act(const at::Tensor& input, const at::Tensor& weight, const s
   const at::Tensor bias = bias_opt.has_value() ? *bias_opt : at::Tensor();
   const bool grad = needs_grad(input, weight) || (bias.defined() && needs_grad(bias));
   const bool forward_ad = any_tangent(input, weight, bias);
-  // A negative slope flips the sign, so the output cannot say where the
-  // input was positive: keep the pre-activation instead (torch keeps it too).
-  const bool keep_pre = (grad || forward_ad) && act == linear_act::Activation::LeakyRelu && negative_slope < 0;
+  // Where the output does not give the derivative (a negative slope loses
+  // the input's sign; GELU, SiLU, ELU, SELU, Softplus), keep the
+  // pre-activation instead, as torch does.
+  const bool keep_pre = (grad || forward_ad) && !linear_act::differentiates_from_output(act, negative_slope);
   at::Tensor result, pre;
   {
     at::AutoDispatchBelowADInplaceOrView below;
     if (keep_pre) {
       pre = ops::linear_act(input, weight, bias_opt, "none", 0.0);
-      result = ops::leaky_relu(pre, negative_slope);
+      result = linear_act::activate(pre, act, negative_slope, /*in_place=*/false);
     } else {
       result = ops::linear_act(input, weight, bias_opt, activation, negative_slope);
     }
@@ -134,10 +144,12 @@ at::Tensor linear_act(const at::Tensor& input, const at::Tensor& weight, const s
     set_tangent(result, activation_grad(act, negative_slope, t, keep_pre ? pre : result));
   }
   if (node) {  // saved last, as torch's generated kernels save: a saved tensor keeps the tangent it has now
-    if (node->should_compute_output(1)) node->input = SavedVariable(input, false);
-    if (node->should_compute_output(0)) node->weight = SavedVariable(weight, false);
+    if (node->should_compute_output(1) || keep_pre) node->input = SavedVariable(input, false);
+    if (node->should_compute_output(0) || keep_pre) node->weight = SavedVariable(weight, false);
+    node->keep_pre = keep_pre;
     if (keep_pre) {
       node->saved = SavedVariable(pre, false);
+      node->bias = SavedVariable(bias, false);
     } else if (act != linear_act::Activation::None) {
       node->saved = SavedVariable(result, /*is_output=*/true);
     }

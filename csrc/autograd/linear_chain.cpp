@@ -3,7 +3,8 @@
 // weight and bias gradients and the input's, in place of torch's two to
 // four nodes per layer. It keeps what the unfused layers keep: the input,
 // each layer's output (the next layer's input, and its activation's
-// derivative) and the weights.
+// derivative), the pre-activation where the derivative needs it (GELU,
+// SiLU, ELU, SELU, Softplus) and the weights.
 //
 // Under vmap and forward-mode AD (torch.func.vmap, jvp, jacfwd) the chain
 // runs layer by layer through linear_act, whose own kernels carry tangents
@@ -14,6 +15,7 @@
 // per-layer backward formulas to that; a batched one (vmap over the
 // gradients: jacrev) applies them to the saved outputs.
 #include "autograd/autograd.h"
+#include "linear_act_ops.h"
 #include "linear_chain.h"
 
 #include <torch/library.h>
@@ -38,13 +40,19 @@ bool any_batched(const std::vector<at::Tensor>& ts) {
 std::vector<at::Tensor> layer_by_layer(const at::Tensor& input, at::TensorList weights,
                                        const std::vector<std::optional<at::Tensor>>& biases,
                                        at::IntArrayRef activations, at::ArrayRef<double> slopes) {
-  std::vector<at::Tensor> outputs;
+  std::vector<at::Tensor> outputs, pres;
   at::Tensor x = input;
   for (size_t l = 0; l < weights.size(); ++l) {
-    x = ops::linear_act(x, weights[l], biases[l], linear_act::activation_name(linear_act::activation_from_code(activations[l])),
-                        slopes[l]);
+    const linear_chain::Layer layer{linear_act::activation_from_code(activations[l]), slopes[l]};
+    if (linear_chain::keeps_output(layer)) {
+      x = ops::linear_act(x, weights[l], biases[l], linear_act::activation_name(layer.act), layer.slope);
+    } else {  // as _linear_chain: the pre-activations after the outputs
+      pres.push_back(ops::linear_act(x, weights[l], biases[l], "none", 0.0));
+      x = linear_act::activate(pres.back(), layer.act, layer.slope, /*in_place=*/false);
+    }
     outputs.push_back(x);
   }
+  outputs.insert(outputs.end(), pres.begin(), pres.end());
   return outputs;
 }
 
@@ -141,11 +149,10 @@ std::vector<at::Tensor> linear_chain(const at::Tensor& input, at::TensorList wei
   node->set_next_edges(torch::autograd::collect_next_edges(at::ArrayRef<at::Tensor>(differentiable)));
   node->activations = activations.vec();
   node->slopes = negative_slopes.vec();
-  torch::autograd::set_history(outputs.back(), node);
+  const size_t last = weights.size() - 1;  // the chain's output; the pre-activations follow it
+  torch::autograd::set_history(outputs[last], node);
   node->input = SavedVariable(input, false);
-  for (size_t l = 0; l < outputs.size(); ++l) {
-    node->outputs.emplace_back(outputs[l], /*is_output=*/l + 1 == outputs.size());
-  }
+  for (size_t l = 0; l < outputs.size(); ++l) node->outputs.emplace_back(outputs[l], /*is_output=*/l == last);
   for (const auto& w : weights) node->weights.emplace_back(w, false);
   for (size_t l = 0; l < weights.size(); ++l) node->biases.emplace_back(differentiable[2 * l + 2], false);
   return outputs;

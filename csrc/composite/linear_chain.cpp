@@ -3,6 +3,7 @@
 // it): each layer with torch's own arithmetic, so values and gradients are
 // those of the unfused nn.Linear + activation layers. The chain's step
 // (_linear_chain_loss_grad) is a composition of ops on every device.
+#include "linear_act_ops.h"
 #include "linear_chain.h"
 #include "op_handles.h"
 
@@ -47,12 +48,7 @@ std::vector<Layer> check_chain(const at::Tensor& input, at::TensorList weights,
       TORCH_CHECK(b->scalar_type() == input.scalar_type(), "fastact._linear_chain: bias ", l, " has dtype ",
                   b->scalar_type(), ", the input ", input.scalar_type());
     }
-    const Layer layer{linear_act::activation_from_code(activations[l]), negative_slopes[l]};
-    // The node differentiates from each layer's output: a negative slope
-    // flips the sign, and the output no longer says where the input was positive.
-    TORCH_CHECK_VALUE(layer.act != Activation::LeakyRelu || layer.slope >= 0,
-                      "fastact._linear_chain: leaky_relu needs a negative_slope >= 0 in a chain, got ", layer.slope);
-    layers.push_back(layer);
+    layers.push_back(Layer{linear_act::activation_from_code(activations[l]), negative_slopes[l]});
     features = w.size(0);
   }
   return layers;
@@ -66,39 +62,36 @@ std::vector<at::Tensor> chain_forward(const at::Tensor& input, at::TensorList we
   std::vector<int64_t> shape(input.sizes().begin(), input.sizes().end() - 1);
   shape.push_back(0);
   at::Tensor x = input.dim() == 2 ? input : input.reshape({-1, input.size(-1)});
-  std::vector<at::Tensor> outputs;
+  std::vector<at::Tensor> outputs, pres;
   outputs.reserve(layers.size());
   for (size_t l = 0; l < layers.size(); ++l) {
+    const Layer& layer = layers[l];
     const std::optional<at::Tensor> bias_opt = biases.get(l);
     const at::Tensor bias = bias_opt.has_value() ? *bias_opt : at::Tensor();
-    at::Tensor y = small ? small(x, weights[l], bias, layers[l]) : at::Tensor();
-    if (!y.defined()) {
-      y = ops::linear_act(x, weights[l], bias_opt, linear_act::activation_name(layers[l].act), layers[l].slope);
-    }
     shape.back() = weights[l].size(0);
+    at::Tensor y;
+    if (!keeps_output(layer)) {
+      const at::Tensor pre = ops::linear_act(x, weights[l], bias_opt, "none", 0.0);
+      y = linear_act::activate(pre, layer.act, layer.slope, /*in_place=*/false);
+      pres.push_back(input.dim() == 2 ? pre : pre.view(shape));
+    } else {
+      y = small ? small(x, weights[l], bias, layer) : at::Tensor();
+      if (!y.defined()) y = ops::linear_act(x, weights[l], bias_opt, linear_act::activation_name(layer.act), layer.slope);
+    }
     outputs.push_back(input.dim() == 2 ? y : y.view(shape));
     x = y;
   }
+  outputs.insert(outputs.end(), pres.begin(), pres.end());
   return outputs;
 }
 
 namespace {
 
-at::Tensor activation_grad(const Layer& layer, const at::Tensor& g, const at::Tensor& y) {
-  switch (layer.act) {
-    case Activation::None: return g;
-    case Activation::Relu: return ops::relu_backward(g, y);
-    case Activation::LeakyRelu: return ops::leaky_relu_backward(g, y, layer.slope);
-    case Activation::Sigmoid: return ops::sigmoid_backward(g, y);
-    case Activation::Tanh: return ops::tanh_backward(g, y);
-  }
-  return g;
-}
-
-// torch's addmm derivative, in its layouts (as the linear_act node computes it).
-LayerGrads torch_layer_backward(const at::Tensor& g, const at::Tensor& x, const at::Tensor& y,
+// torch's addmm derivative, in its layouts (as the linear_act node computes
+// it); `saved` is the layer's output or pre-activation (keeps_output).
+LayerGrads torch_layer_backward(const at::Tensor& g, const at::Tensor& x, const at::Tensor& saved,
                                 const at::Tensor& weight, const Layer& layer, LayerNeeds needs) {
-  const at::Tensor gp = activation_grad(layer, g, y);
+  const at::Tensor gp = linear_act::activation_grad(layer.act, layer.slope, g, saved);
   LayerGrads out;
   if (needs.weight) {
     const bool row_major = weight.stride(1) == 1 && weight.stride(0) == weight.size(1);
@@ -116,10 +109,17 @@ std::vector<at::Tensor> chain_backward(const at::Tensor& grad_output, const at::
                                        at::ArrayRef<double> negative_slopes, at::IntArrayRef needs,
                                        const SmallBackward& small) {
   const size_t n = weights.size();
-  TORCH_CHECK(outputs.size() == n && activations.size() == n && negative_slopes.size() == n &&
-                  needs.size() == 1 + 2 * n,
-              "fastact._linear_chain_backward: expected one output, activation and slope per weight and 1 + 2 x ",
-              n, " needs");
+  TORCH_CHECK(activations.size() == n && negative_slopes.size() == n && needs.size() == 1 + 2 * n,
+              "fastact._linear_chain_backward: expected one activation and slope per weight and 1 + 2 x ", n,
+              " needs");
+  // pre[l]: the index in `outputs` of layer l's pre-activation, where it has one
+  std::vector<size_t> pre(n, 0);
+  size_t count = n;
+  for (size_t l = 0; l < n; ++l) {
+    if (!keeps_output(Layer{linear_act::activation_from_code(activations[l]), negative_slopes[l]})) pre[l] = count++;
+  }
+  TORCH_CHECK(outputs.size() == count, "fastact._linear_chain_backward: expected ", count,
+              " outputs (one per layer, then the pre-activations _linear_chain returns), got ", outputs.size());
   std::vector<at::Tensor> result(1 + 2 * n);
   // below[l]: whether anything before layer l (its input included) needs a gradient
   std::vector<bool> below(n + 1, needs[0] != 0);
@@ -130,11 +130,12 @@ std::vector<at::Tensor> chain_backward(const at::Tensor& grad_output, const at::
     if (!layer_needs.input && !layer_needs.weight && !layer_needs.bias) break;
     const at::Tensor& source = l == 0 ? input : outputs[l - 1];
     const at::Tensor x = source.reshape({-1, weights[l].size(1)});
-    const at::Tensor y = outputs[l].reshape({-1, weights[l].size(0)});
     const Layer layer{linear_act::activation_from_code(activations[l]), negative_slopes[l]};
+    const bool from_output = keeps_output(layer);
+    const at::Tensor saved = outputs[from_output ? l : pre[l]].reshape({-1, weights[l].size(0)});
     LayerGrads grads;
-    if (!(small && small(g, x, y, weights[l], layer, layer_needs, grads))) {
-      grads = torch_layer_backward(g, x, y, weights[l], layer, layer_needs);
+    if (!(from_output && small && small(g, x, saved, weights[l], layer, layer_needs, grads))) {
+      grads = torch_layer_backward(g, x, saved, weights[l], layer, layer_needs);
     }
     result[2 * l + 1] = grads.weight;
     result[2 * l + 2] = grads.bias;
@@ -185,7 +186,7 @@ TensorAndList chain_loss_grad(const at::Tensor& input, const at::Tensor& target,
                                      int64_t reduction, int64_t ignore_index, double label_smoothing) {
   check_chain_loss(loss, reduction);
   const std::vector<at::Tensor> outputs = ops::_linear_chain(input, weights, biases, activations, negative_slopes);
-  const at::Tensor& out = outputs.back();
+  const at::Tensor& out = outputs[weights.size() - 1];
   at::Tensor value, grad;
   if (loss == int64_t(ChainLoss::CrossEntropy)) {
     TORCH_CHECK(out.dim() == 2, "fastact._linear_chain_loss_grad: cross_entropy takes the chain's output as "

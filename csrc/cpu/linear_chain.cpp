@@ -23,6 +23,7 @@
 #include <ATen/ops/scalar_tensor.h>
 #include <ATen/ops/zeros.h>
 
+#include <algorithm>
 #include <array>
 #include <memory>
 #include <type_traits>
@@ -46,8 +47,8 @@ C10_ALWAYS_INLINE Vectorized<T> activate(const Vectorized<T>& v, Activation act,
     case Activation::LeakyRelu: return Vec::blendv(v * slope, v, v > Vec(0));
     case Activation::Sigmoid: return Vec(1) / (Vec(1) + vec_exp(Vec(0) - v));
     case Activation::Tanh: return vec_tanh(v);
+    default: return v;  // the others are torch's layers (linear_chain::keeps_output)
   }
-  return v;
 }
 
 // The derivative from the output y, as fastact's *_backward kernels.
@@ -61,8 +62,8 @@ C10_ALWAYS_INLINE Vectorized<T> activation_grad(const Vectorized<T>& g, const Ve
     case Activation::LeakyRelu: return Vec::blendv(g * slope, g, y > Vec(0));
     case Activation::Sigmoid: return g * (Vec(1) - y) * y;
     case Activation::Tanh: return g * (Vec(1) - y * y);
+    default: return g;
   }
-  return g;
 }
 
 // f(std::integral_constant<Activation, act>): a loop compiled per activation,
@@ -75,6 +76,7 @@ void with_activation(Activation act, const F& f) {
     case Activation::LeakyRelu: return f(std::integral_constant<Activation, Activation::LeakyRelu>());
     case Activation::Sigmoid: return f(std::integral_constant<Activation, Activation::Sigmoid>());
     case Activation::Tanh: return f(std::integral_constant<Activation, Activation::Tanh>());
+    default: TORCH_INTERNAL_ASSERT(false, "fastact: the chain's own kernels take no ", linear_act::activation_name(act));
   }
 }
 
@@ -829,7 +831,9 @@ TensorAndList linear_chain_loss_grad(const at::Tensor& input, const at::Tensor& 
   TensorAndList result;
   // binary cross entropy: the composite (the chain's kernels and BCE's, no graph)
   const bool own_loss = loss != int64_t(linear_chain::ChainLoss::BceWithLogits);
-  if (own_loss && step_takes(input, target, weights, needs, cross_entropy, class_weight)) {
+  // the activations its block kernel differentiates from their outputs
+  const bool own_activations = std::all_of(layers.begin(), layers.end(), linear_chain::keeps_output);
+  if (own_loss && own_activations && step_takes(input, target, weights, needs, cross_entropy, class_weight)) {
     AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "fastact::_linear_chain_loss_grad", [&] {
       result = chain_step<scalar_t>(input, target, weights, biases, layers, needs, cross_entropy, class_weight,
                                     reduction, ignore_index, label_smoothing);

@@ -86,7 +86,13 @@ def register(namespace: str) -> None:
             return op(*tensors, dim + 1), 0
 
     linear_act = ops.linear_act.default
-    activations = {"relu": ops.relu.default, "sigmoid": ops.sigmoid.default, "tanh": ops.tanh.default}
+    # linear_act's activations (csrc/composite/linear_act.cpp's activate): the namespace's op, or torch's
+    activations = {"relu": lambda x, _: ops.relu.default(x), "leaky_relu": ops.leaky_relu.default,
+                   "sigmoid": lambda x, _: ops.sigmoid.default(x), "tanh": lambda x, _: ops.tanh.default(x),
+                   "gelu": lambda x, _: ops.gelu.default(x, "none"), "gelu_tanh": lambda x, _: ops.gelu.default(x, "tanh"),
+                   "silu": lambda x, _: torch.nn.functional.silu(x), "elu": lambda x, alpha: torch.nn.functional.elu(x, alpha),
+                   "selu": lambda x, _: ops.selu.default(x),
+                   "softplus": lambda x, beta: torch.nn.functional.softplus(x, beta, _spec.SOFTPLUS_THRESHOLD)}
 
     def batched_linear(batch_size, input, x_dim, weight, w_dim, bias, b_dim, activation, negative_slope):
         if w_dim is None and b_dim is None:  # a batch of inputs through one layer: one call
@@ -98,9 +104,7 @@ def register(namespace: str) -> None:
         if bias is not None:
             out = out + _batch_first(bias, b_dim, batch_size).unsqueeze(1)
         out = out.reshape(*x.shape[:-1], w.size(-2))
-        if activation == "leaky_relu":
-            return ops.leaky_relu.default(out, negative_slope)
-        return activations[activation](out) if activation != "none" else out
+        return activations[activation](out, negative_slope) if activation != "none" else out
 
     @rule("linear_act")
     def _(info, in_dims, input, weight, bias=None, activation="none", negative_slope=0.01):
@@ -112,11 +116,16 @@ def register(namespace: str) -> None:
         @rule("_linear_chain")
         def _(info, in_dims, input, weights, biases, codes, negative_slopes):
             # layer by layer, as linear_act's rule batches each layer
-            x, x_dim, outputs = input, in_dims[0], []
+            # (the pre-activations after the outputs, as the op returns them)
+            x, x_dim, outputs, pres = input, in_dims[0], [], []
             w_dims, b_dims = in_dims[1] or [None] * len(weights), in_dims[2] or [None] * len(biases)
             for w, w_dim, b, b_dim, code, slope in zip(weights, w_dims, biases, b_dims, codes, negative_slopes):
-                x = batched_linear(info.batch_size, x, x_dim, w, w_dim, b, b_dim, _spec.LINEAR_ACTIVATIONS[code],
-                                   slope)
+                activation = _spec.LINEAR_ACTIVATIONS[code]
+                if _spec.differentiates_from_output(activation, slope):
+                    x = batched_linear(info.batch_size, x, x_dim, w, w_dim, b, b_dim, activation, slope)
+                else:
+                    pres.append(batched_linear(info.batch_size, x, x_dim, w, w_dim, b, b_dim, "none", 0.0))
+                    x = activations[activation](pres[-1], slope)
                 x_dim = 0
                 outputs.append(x)
-            return outputs, [0] * len(outputs)
+            return outputs + pres, [0] * (len(outputs) + len(pres))

@@ -50,6 +50,30 @@ _ACTIVATIONS = {
     "leaky_relu": lambda x, slope: aten.leaky_relu(x, slope),
     "sigmoid": lambda x, slope: aten.sigmoid(x),
     "tanh": lambda x, slope: aten.tanh(x),
+    "gelu": lambda x, slope: aten.gelu(x),
+    "gelu_tanh": lambda x, slope: aten.gelu(x, approximate="tanh"),
+    "silu": lambda x, slope: aten.silu(x),
+    "elu": lambda x, alpha: aten.elu(x, alpha),
+    "selu": lambda x, slope: aten.selu(x),
+    "softplus": lambda x, beta: aten.softplus(x, beta, _spec.SOFTPLUS_THRESHOLD),
+}
+
+def _silu_backward(grad, x):
+    if not _recorded():
+        return aten.silu_backward(grad, x)
+    sigmoid = x.sigmoid()  # silu_backward has no derivative: torch's formula where it is recorded
+    return grad * sigmoid * (1.0 + x * (1.0 - sigmoid))
+
+
+# linear_act's activations differentiated from the pre-activation, with torch's formulas
+_FROM_INPUT = {
+    "leaky_relu": lambda g, x, slope: run_backward("leaky_relu_backward", g, x, slope),
+    "gelu": lambda g, x, slope: run_backward("gelu_backward", g, x, "none"),
+    "gelu_tanh": lambda g, x, slope: run_backward("gelu_backward", g, x, "tanh"),
+    "silu": lambda g, x, slope: _silu_backward(g, x),
+    "elu": lambda g, x, alpha: aten.elu_backward(g, alpha, 1, 1, False, x),
+    "selu": lambda g, x, slope: run_backward("selu_backward", g, x, False),
+    "softplus": lambda g, x, beta: aten.softplus_backward(g, x, beta, _spec.SOFTPLUS_THRESHOLD),
 }
 
 
@@ -219,6 +243,8 @@ def _fused_loss(name):
 def _activation_grad(activation, slope, grad, saved):
     if activation == "none":
         return grad
+    if not _spec.differentiates_from_output(activation, slope):
+        return _FROM_INPUT[activation](grad, saved, slope)
     name = _spec.LINEAR_ACTIVATION_BACKWARD[activation]
     return run_backward(name, grad, saved, slope) if activation == "leaky_relu" else run_backward(name, grad, saved)
 
@@ -230,14 +256,14 @@ def _linear():
         ctx.activation, ctx.slope, ctx.has_bias = activation, slope, bias is not None
         ctx.bias_shape = bias.shape if bias is not None else None
         ctx.input_shape, ctx.input_strides = input.shape, input.stride()
-        keep_pre = activation == "leaky_relu" and slope < 0
+        keep_pre = not _spec.differentiates_from_output(activation, slope)
         ctx.keep_pre = keep_pre
         ctx.save_for_backward(input, weight, bias if keep_pre else None, output)
 
     def backward(ctx, grad):
         input, weight, bias, output = ctx.saved_tensors
         saved = output
-        if ctx.keep_pre:  # the output lost the input's sign: recompute the pre-activation
+        if ctx.keep_pre:  # the output does not give the derivative: recompute the pre-activation
             saved = torch.ops.fastact_numba.linear_act(input, weight, bias, "none", 0.0)
         g = _activation_grad(ctx.activation, ctx.slope, grad, saved)
         g = g if g.dim() == 2 else g.reshape(-1, g.size(-1))

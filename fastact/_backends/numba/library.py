@@ -449,6 +449,11 @@ def binary_cross_entropy_with_logits(input: Tensor, target: Tensor, weight: Opti
     return out, (grad.view(input.shape) if compute_grad else grad).to(input.dtype)
 
 
+_TORCH_ACTIVATIONS = {"silu": lambda x, _: torch.nn.functional.silu(x),
+                      "elu": lambda x, alpha: torch.nn.functional.elu(x, alpha),
+                      "softplus": lambda x, beta: torch.nn.functional.softplus(x, beta, _spec.SOFTPLUS_THRESHOLD)}
+
+
 @_op("linear_act")
 def linear_act(input: Tensor, weight: Tensor, bias: Optional[Tensor] = None, activation: str = "none",
                negative_slope: float = 0.01) -> Tensor:
@@ -467,4 +472,10 @@ def linear_act(input: Tensor, weight: Tensor, bias: Optional[Tensor] = None, act
         out = _pointwise("sigmoid", kernels.sigmoid, out, (out,))
     elif activation == "tanh":
         out = _pointwise("tanh", kernels.tanh, out, (out,))
+    elif activation in ("gelu", "gelu_tanh"):
+        out = gelu(out, "tanh" if activation == "gelu_tanh" else "none")
+    elif activation == "selu":
+        out = selu(out)
+    elif activation != "none":  # the ones fastact has no kernel of: torch's, as the C++ op
+        out = _TORCH_ACTIVATIONS[activation](out, float(negative_slope))
     return out if input.dim() == 2 else out.view(*input.shape[:-1], weight.size(0))
