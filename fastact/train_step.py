@@ -14,8 +14,9 @@ Each call is the step every tutorial writes, and equals it:
     return loss.detach()
 
 Where the model is one chain (an nn.Sequential that fastact.fuse turned into
-a LinearChain and its Chained and Fused placeholders, optionally after an
-nn.Flatten of all but the batch dim) and the criterion is cross entropy, MSE
+a LinearChain and its Chained and Fused placeholders, with ChainedDropouts
+that do not drop (eval mode, p=0), optionally after an nn.Flatten of all but
+the batch dim) and the criterion is cross entropy, MSE
 or binary cross entropy with logits (without weight and pos_weight), the
 forward, the loss, its gradient and the backward are one C++ op that builds
 no autograd graph
@@ -36,6 +37,7 @@ autocast, grad mode off, torch.compile tracing, a torch function
 mode or tensor subclass, and the Numba backend.
 """
 import _signal
+import operator
 import threading
 from typing import Callable, List, Optional
 
@@ -103,6 +105,39 @@ def _interrupted(exception: BaseException, batches_done: int) -> BaseException:
     return exception
 
 
+def _chain_reads(layers) -> list:
+    """What TrainStep._build_chain reads from each layer of the chain, the
+    objects themselves: its weight and bias, whether each needs a gradient,
+    its activation and negative_slope."""
+    reads = []
+    for layer in layers:
+        params = layer._parameters
+        weight, bias = params["weight"], params["bias"]
+        reads += (weight, bias, weight is not None and weight.requires_grad, bias is not None and bias.requires_grad,
+                  layer.activation, layer.negative_slope)
+    return reads
+
+
+class _Chain:
+    """The model's share of the chain op's arguments (TrainStep._build_chain),
+    kept for the next calls: the objects its build read, to find the model
+    as it was (TrainStep._chain_holds), and what the op takes from them."""
+
+    __slots__ = ("model", "children", "kinds", "flatten", "layers", "rest", "reads", "trained", "params", "lists")
+
+    def __init__(self, model, flatten, layers, trained, params, lists) -> None:
+        self.model = model
+        self.children = tuple(model._modules.values())
+        self.kinds = tuple(map(type, self.children))
+        self.flatten = flatten
+        self.layers = tuple(layers)
+        self.rest = layers[0].rest
+        self.reads = _chain_reads(layers)
+        self.trained = tuple(trained)  # the Parameters that need a gradient
+        self.params = params  # in the op's gradient order, None for a layer without bias
+        self.lists = lists  # weights, biases, activation codes, negative slopes, needs
+
+
 class TrainStep:
     r"""TrainStep(model, criterion, optimizer): a callable training step,
     step(input, target) -> the loss (detached), equal to
@@ -121,6 +156,7 @@ class TrainStep:
         self.optimizer = optimizer
         self.batches_done = 0  # by the last epoch() (so far, while it runs)
         self._targets_checked = None  # (target, its version, classes) that _check_targets found in range
+        self._chain = None  # the model's _Chain from an earlier call, if it had one
 
     def __repr__(self) -> str:
         return (f"TrainStep(model={type(self.model).__name__}, criterion={type(self.criterion).__name__}, "
@@ -357,27 +393,40 @@ class TrainStep:
         """(parameters in the op's gradient order, the op's arguments after
         input and target, the op's input: `input` through the model's leading
         nn.Flatten if it has one), or None where the step must go through
-        autograd."""
+        autograd. The model's share is built once and reused while the model
+        is as it was (_chain_holds); the input's and the criterion's are
+        checked on every call."""
         if not (isinstance(input, Tensor) and isinstance(target, Tensor)):
             return None  # the autograd step raises torch's error for what it is
         if (_backends.current != "cpp" or not torch.is_grad_enabled() or input.requires_grad
                 or target.requires_grad or has_torch_function_variadic(input, target)
                 or torch.compiler.is_dynamo_compiling()
-                or torch.is_autocast_enabled(input.device.type) or _global_hooks()
+                # input.is_cpu: the device's type string costs more than the check
+                or torch.is_autocast_enabled("cpu" if input.is_cpu else input.device.type) or _global_hooks()
                 or input.layout != torch.strided or input.dim() == 0):
             return None
+        chain = self._chain
+        if chain is None or not self._chain_holds(chain):
+            chain = self._chain = self._build_chain()
+            if chain is None:
+                return None
+        if chain.flatten:
+            if input.dim() < 2:
+                return None  # nn.Flatten's own error
+            input = input.flatten(1)
+        loss = self._loss(input, target, chain.layers)
+        if loss is None:
+            return None
+        return chain.params, (*chain.lists, *loss), input
+
+    def _build_chain(self) -> Optional[_Chain]:
+        """The model's share of _chain_arguments, or None where the model is
+        not a chain the op takes."""
         chain = self._layers()
         if chain is None:
             return None
         flatten, layers = chain
-        if flatten:
-            if input.dim() < 2:
-                return None  # nn.Flatten's own error
-            input = input.flatten(1)
-        loss = self._loss(input, target, layers)
-        if loss is None:
-            return None
-        weights, biases, codes, slopes, needs, params = [], [], [], [], [0], []
+        weights, biases, codes, slopes, needs, params, trained = [], [], [], [], [0], [], []
         for layer in layers:
             # through _parameters: Module.__getattr__ costs more than the rest of the loop
             weight, bias = layer._parameters["weight"], layer._parameters["bias"]
@@ -390,13 +439,50 @@ class TrainStep:
                                         or has_torch_function_variadic(p)):
                     return None
                 needs.append(1 if p.requires_grad else 0)
+                if p.requires_grad:
+                    trained.append(p)
             weights.append(weight)
             biases.append(bias)
             codes.append(_checks.linear_activation_code(layer.activation))
             slopes.append(layer.negative_slope)
         if len({id(p) for p in params if p is not None}) != sum(p is not None for p in params):
             return None  # a parameter used twice: backward sums its gradients in its own order
-        return params, (weights, biases, codes, slopes, needs, *loss), input
+        return _Chain(self.model, flatten, layers, trained, params, (weights, biases, codes, slopes, needs))
+
+    def _chain_holds(self, chain: _Chain) -> bool:
+        """Whether _build_chain would build `chain` again: every object it
+        read is the very same one (compared by identity, never by value: the
+        model, its modules and their types, the chain's layers, their
+        Parameters, requires_grad, activations and slopes), and what it
+        refuses is still absent (a module hook; a hook, a non-contiguous
+        layout or a __torch_function__ on a Parameter that needs a gradient).
+        What _layers accepts on a module's attribute that may change in place
+        is checked here again (Flatten's dims; whether a ChainedDropout
+        drops: model.train() flips it). A Parameter's dtype, device and
+        shape are not read: the op reads them from the Parameter itself on
+        every call."""
+        model, same = self.model, operator.is_
+        children = tuple(model._modules.values())
+        if (model is not chain.model or type(model) is not nn.Sequential or len(children) != len(chain.children)
+                or not all(map(same, children, chain.children)) or not all(map(same, map(type, children), chain.kinds))
+                or modules.has_hooks(model) or any(map(modules.has_hooks, children))):
+            return False
+        if chain.flatten:
+            flatten = children[0]
+            if not (flatten.start_dim == 1 and flatten.end_dim == -1):
+                return False
+        rest = chain.layers[0].rest
+        if len(rest) != len(chain.rest) or not all(map(same, rest, chain.rest)):
+            return False
+        for m in children:
+            if type(m) is modules.ChainedDropout and m.training and m.p > 0:
+                return False
+        if not all(map(same, _chain_reads(chain.layers), chain.reads)):  # the same layers: as many reads
+            return False
+        for p in chain.trained:
+            if p._backward_hooks or p._post_accumulate_grad_hooks or not p.is_contiguous():
+                return False
+        return not (chain.trained and has_torch_function_variadic(*chain.trained))
 
     def _layers(self) -> Optional[tuple]:
         """(whether the model starts with an nn.Flatten of all but the batch
@@ -414,6 +500,9 @@ class TrainStep:
                 layers = [m, *m.rest]
             elif kind is nn.Flatten and i == 0 and m.start_dim == 1 and m.end_dim == -1:
                 flatten = True
+            elif kind is modules.ChainedDropout:
+                if m.training and m.p > 0:
+                    return None  # it drops: the chain splits there (LinearChain.forward), autograd's step
             elif kind is not modules.Chained and kind is not modules.Fused:
                 return None
         return (flatten, layers) if layers is not None else None
@@ -429,14 +518,21 @@ class TrainStep:
             return None
         classes = layers[-1].out_features
         if kind is nn.CrossEntropyLoss or kind is modules.CrossEntropyLoss:
-            weight = criterion.weight
+            # criterion.weight where Module.__getattr__ finds it, the buffer _WeightedLoss registers (neither
+            # class has a `weight` of its own), without the failed lookup before __getattr__: that costs more
+            # than all of this call's other checks
+            state = criterion.__dict__
+            if "weight" in state or "weight" in state["_parameters"] or "weight" not in state["_buffers"]:
+                weight = criterion.weight
+            else:
+                weight = state["_buffers"]["weight"]
             if input.dim() != 2 or criterion.label_smoothing > 1.0 or (
                     weight is not None and (weight.dtype != input.dtype or weight.requires_grad)):
                 return None
             if target.dtype is torch.int64:
-                if target.dim() != 1 or target.size(0) != input.size(0):
+                if target.dim() != 1 or target.shape[0] != input.shape[0]:  # shape: size(0) parses its argument
                     return None
-            elif (target.dtype != input.dtype or target.shape != (input.size(0), classes)
+            elif (target.dtype != input.dtype or target.shape != (input.shape[0], classes)
                   or criterion.ignore_index >= 0):
                 return None
             return (_CROSS_ENTROPY, weight, reduction, criterion.ignore_index, float(criterion.label_smoothing))
@@ -445,8 +541,9 @@ class TrainStep:
                 return None
             if kind is nn.MSELoss:
                 return (_MSE, None, reduction, -100, 0.0)
-            buffers = criterion._buffers  # weight and pos_weight: the autograd step broadcasts them
-            if buffers.get("weight") is not None or buffers.get("pos_weight") is not None:
+            # weight and pos_weight, buffers or Parameters (or plain attributes) where the user set
+            # them: the autograd step broadcasts them
+            if criterion.weight is not None or criterion.pos_weight is not None:
                 return None
             return (_BCE, None, reduction, -100, 0.0)
         return None

@@ -9,6 +9,9 @@ import pytest
 import torch
 import torch.nn.functional as TF
 from torch import nn
+from torch.nn.modules import module as torch_module
+from torch.utils.data import TensorDataset
+from torch.utils.hooks import RemovableHandle
 
 import fastact
 
@@ -195,7 +198,7 @@ def test_gradients_are_fresh_tensors_each_step():
 
 
 @pytest.mark.parametrize("case", ["hook", "reduction-none", "input-grad", "no-grad", "subclass-loss", "tied",
-                                  "not-a-chain", "autocast"])
+                                  "not-a-chain", "dropout-drops", "autocast"])
 def test_what_takes_autograd(case):
     torch.manual_seed(0)
     model, criterion = fastact.fuse(_mlp()), nn.CrossEntropyLoss()
@@ -214,8 +217,10 @@ def test_what_takes_autograd(case):
     if case == "tied":
         model = fastact.fuse(nn.Sequential(nn.Linear(6, 6), nn.ReLU(), nn.Linear(6, 6), nn.ReLU(), nn.Linear(6, 3)))
         model[2].weight = model[0].weight
-    if case == "not-a-chain":
-        model = fastact.fuse(nn.Sequential(nn.Linear(6, 3), nn.Dropout(0.0), nn.Linear(3, 3)))
+    if case == "not-a-chain":  # a Softplus of another threshold than the op's splits the chain
+        model = fastact.fuse(nn.Sequential(nn.Linear(6, 3), nn.Softplus(threshold=5.0), nn.Linear(3, 3)))
+    if case == "dropout-drops":
+        model = fastact.fuse(nn.Sequential(nn.Linear(6, 3), nn.Dropout(0.5), nn.Linear(3, 3)))
     step = _Spy(model, criterion, fastact.optim.SGD(model.parameters(), lr=0.1))
     if case == "reduction-none":
         with pytest.raises(RuntimeError, match="grad can be implicitly created only for scalar outputs"):
@@ -233,6 +238,133 @@ def test_what_takes_autograd(case):
         assert len(seen) == 1
     if case == "input-grad":
         assert x.grad is not None and x.grad.shape == x.shape
+
+
+@pytest.mark.parametrize("act", [nn.GELU, nn.SiLU, nn.ELU, nn.SELU, nn.Softplus])
+def test_activations_that_keep_their_pre_activation_take_the_op(act):
+    torch.manual_seed(0)
+    fast, slow = _twins(_mlp(acts=(act, nn.ReLU)), nn.CrossEntropyLoss(),
+                        lambda p: fastact.optim.Adam(p, lr=0.01))
+    x, y = torch.randn(40, 6), torch.randint(0, 3, (40,))
+    _run(fast, slow, x, y, steps=3)
+    _expect_fast(fast)
+
+
+def test_dropouts_that_do_not_drop_keep_the_op():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(6, 12), nn.ReLU(), nn.Dropout(0.3), nn.Linear(12, 9), nn.Tanh(), nn.Dropout(0.0),
+                          nn.Linear(9, 3))
+    fast, slow = _twins(model, nn.CrossEntropyLoss(), lambda p: fastact.optim.Adam(p, lr=0.01))
+    x, y = torch.randn(40, 6), torch.randint(0, 3, (40,))
+    fast.model.eval(), slow.model.eval()
+    _run(fast, slow, x, y, steps=2)
+    _expect_fast(fast)
+    # model.train() between steps: Dropout(0.3) drops now, the same masks as autograd's from the same seed
+    fast.model.train(), slow.model.train()
+    for _ in range(2):
+        torch.manual_seed(7)
+        a = fast(x, y)
+        torch.manual_seed(7)
+        b = slow.autograd_step(x, y)
+        torch.testing.assert_close(a, b)
+    assert fast.autograd_calls == (2 if fastact.backend().name == "cpp" else 4)
+    for p, q in zip(fast.model.parameters(), slow.model.parameters()):
+        torch.testing.assert_close(p, q, **TOL[torch.float32])
+
+
+def test_bce_with_a_weight_parameter_takes_autograd():
+    # a weight set as a Parameter lives in _parameters, not _buffers: the op must not drop it
+    torch.manual_seed(0)
+    criterion = nn.BCEWithLogitsLoss()
+    criterion.weight = nn.Parameter(torch.rand(3), requires_grad=False)
+    fast, slow = _twins(_mlp(), criterion, lambda p: fastact.optim.SGD(p, lr=0.1))
+    x, y = torch.randn(20, 6), torch.rand(20, 3)
+    _run(fast, slow, x, y, steps=2)
+    assert fast.autograd_calls == 2
+
+
+def _new_weight(step, seen):
+    layer, group = step.model[0], step.optimizer.param_groups[0]
+    new = nn.Parameter(layer.weight.detach() * 0.5)
+    group["params"] = [new if p is layer.weight else p for p in group["params"]]
+    layer.weight = new
+
+
+def _not_contiguous(step, seen):
+    weight = step.model[2].weight
+    weight.data = weight.data.t().contiguous().t()
+
+
+def _bias_in_a_group_of_its_own(step, seen):
+    bias, group = step.model[4].bias, step.optimizer.param_groups[0]
+    group["params"] = [p for p in group["params"] if p is not bias]
+    step.optimizer.add_param_group({"params": [bias], "lr": 0.02})
+
+
+# What may change between two steps, done to both twins after a first step:
+# (whether the steps after it take autograd on the C++ backend, the changes,
+# two steps after each). TrainStep keeps what it found in the model from one
+# call to the next; each of these must reach the next step.
+CHANGES = {
+    "new-weight": (False, [_new_weight]),
+    "hook-layer": (True, [lambda step, seen: step.model[0].register_forward_hook(lambda *a: seen.append(1))]),
+    "hook-model": (True, [lambda step, seen: step.model.register_forward_pre_hook(lambda *a: seen.append(1))]),
+    "hook-criterion": (True, [lambda step, seen: step.criterion.register_forward_hook(lambda *a: seen.append(1))]),
+    "hook-global": (True, [lambda step, seen: torch_module.register_module_forward_hook(lambda *a: seen.append(1))]),
+    "hook-tensors": (True, [lambda step, seen: step.model[0].weight.register_hook(lambda g: g * 2),
+                            lambda step, seen: step.model[2].bias.register_post_accumulate_grad_hook(seen.append)]),
+    "frozen-bias": (False, [lambda step, seen: step.model[0].bias.requires_grad_(False)]),
+    "thawed-bias": (False, [lambda step, seen: step.model[0].bias.requires_grad_(True)]),  # frozen at first
+    "not-contiguous": (True, [_not_contiguous]),
+    "reduction": (False, [lambda step, seen: setattr(step.criterion, "reduction", "sum")]),
+    "label-smoothing": (False, [lambda step, seen: setattr(step.criterion, "label_smoothing", 0.2)]),
+    "class-weight": (False, [lambda step, seen: setattr(step.criterion, "weight", torch.tensor([0.5, 2.0, 1.0]))]),
+    "class-weight-parameter": (False, [lambda step, seen: setattr(  # a Parameter: no longer a buffer
+        step.criterion, "weight", nn.Parameter(torch.tensor([0.5, 2.0, 1.0]), requires_grad=False))]),
+    "double": (False, [lambda step, seen: step.model.double()]),
+    "new-module": (True, [lambda step, seen: step.model.__setitem__(1, nn.Tanh())]),
+    "lr": (False, [lambda step, seen: step.optimizer.param_groups[0].update(lr=0.02)]),
+    "param-group": (False, [_bias_in_a_group_of_its_own]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CHANGES))
+def test_a_change_between_steps_reaches_the_next_step(case):
+    torch.manual_seed(0)
+    model = _mlp()
+    if case == "thawed-bias":
+        model[0].bias.requires_grad_(False)
+    fast, slow = _twins(model, nn.CrossEntropyLoss(), lambda p: fastact.optim.SGD(p, lr=0.1))
+    x, y = torch.randn(30, 6), torch.randint(0, 3, (30,))
+    _run(fast, slow, x, y, steps=1)
+    takes_autograd, changes = CHANGES[case]
+    seen, handles = [], []
+    try:
+        for change in changes:
+            handles += [change(step, seen) for step in (fast, slow)]
+            x = x.to(fast.model[0].weight.dtype)
+            _run(fast, slow, x, y, steps=2)
+    finally:
+        for handle in handles:
+            if isinstance(handle, RemovableHandle):
+                handle.remove()
+    calls = 2 * len(changes) if takes_autograd else 0
+    assert fast.autograd_calls == (calls if fastact.backend().name == "cpp" else fast.autograd_calls)
+    assert bool(seen) == case.startswith("hook-")
+
+
+def test_an_epoch_sees_a_parameter_frozen_since_the_last():
+    # the epoch's C++ loop takes the chain's arguments as a step does: a bias
+    # frozen since the last epoch is neither stepped nor given a gradient
+    torch.manual_seed(0)
+    model = fastact.fuse(_mlp())
+    step = fastact.TrainStep(model, nn.CrossEntropyLoss(), fastact.optim.SGD(model.parameters(), lr=0.1))
+    loader = fastact.DataLoader(TensorDataset(torch.randn(64, 6), torch.randint(0, 3, (64,))), batch_size=16)
+    step.epoch(loader)
+    bias = model[0].bias.requires_grad_(False)
+    kept = bias.detach().clone()
+    step.epoch(loader)
+    assert torch.equal(bias, kept) and bias.grad is None
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
