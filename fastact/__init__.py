@@ -12,7 +12,7 @@ bench`) live beside the library, in fastact_apps.
 from fastact import functional, optim
 from fastact._backends import BackendInfo, backend, empty_cache, set_backend, wait_for_kernels
 from fastact.data import DataLoader, fast_loader
-from fastact.modules import (GELU, SELU, BCEWithLogitsLoss, Chained, CrossEntropyLoss, Fused, FusedLinear, LeakyReLU,
+from fastact.modules import (GELU, SELU, BCEWithLogitsLoss, Chained, ChainedDropout, CrossEntropyLoss, Fused, FusedLinear, LeakyReLU,
                              LinearChain, LogSoftmax, ReLU, Sigmoid, Softmax, Tanh)
 from fastact.surgery import fuse, summary, swap
 from fastact.train_step import TrainStep
@@ -24,7 +24,7 @@ from fastact.functional import (  # noqa: E402
 
 __version__ = "0.1.0"
 __all__ = ["ReLU", "LeakyReLU", "Sigmoid", "Tanh", "GELU", "SELU", "Softmax", "LogSoftmax", "CrossEntropyLoss",
-           "BCEWithLogitsLoss", "FusedLinear", "LinearChain", "Chained", "Fused", "functional", "optim", "swap", "fuse", "summary", "TrainStep",
+           "BCEWithLogitsLoss", "FusedLinear", "LinearChain", "Chained", "ChainedDropout", "Fused", "functional", "optim", "swap", "fuse", "summary", "TrainStep",
            "backend", "set_backend",
            "BackendInfo", "empty_cache", "wait_for_kernels", "relu", "relu_", "sigmoid", "tanh", "selu", "selu_", "softmax",
            "log_softmax", "DataLoader", "fast_loader"]

@@ -177,7 +177,9 @@ class LinearChain(FusedLinear):
         # generator state (out of place: the chain's node keeps its output)
         start = 0
         for after, dropout in active:
-            input = TF.dropout(F.fused_linear_chain(input, *(a[start:after + 1] for a in arguments)), dropout.p, True)
+            if after >= start:  # Dropouts in a row: no layers between them
+                input = F.fused_linear_chain(input, *(a[start:after + 1] for a in arguments))
+            input = TF.dropout(input, dropout.p, True)
             start = after + 1
         return F.fused_linear_chain(input, *(a[start:] for a in arguments))
 

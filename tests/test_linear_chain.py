@@ -224,12 +224,12 @@ def test_fuse_does_not_chain_what_it_cannot():
 
 def test_a_chain_takes_the_dropouts_between_its_layers():
     torch.manual_seed(0)
-    model = nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Dropout(0.3), nn.Linear(16, 16), nn.Tanh(), nn.Dropout(0.0),
+    model = nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Dropout(0.3), nn.Linear(16, 16), nn.Tanh(), nn.Dropout(0.2),
                           nn.Dropout(0.5), nn.Linear(16, 3))
     fused = fastact.fuse(copy.deepcopy(model))
     assert [type(m).__name__ for m in fused] == ["LinearChain", "Fused", "ChainedDropout", "Chained", "Fused",
                                                  "ChainedDropout", "ChainedDropout", "Chained"]
-    assert [(after, d.p) for after, d in fused[0].dropouts] == [(0, 0.3), (1, 0.0), (1, 0.5)]
+    assert [(after, d.p) for after, d in fused[0].dropouts] == [(0, 0.3), (1, 0.2), (1, 0.5)]
     x = torch.randn(50, 4)
     for training in (True, False):
         model.train(training), fused.train(training)
