@@ -6,7 +6,8 @@
 //
 // Model: a launch runs its blocks one after another; a block runs as
 // blockDim.x OS threads (so __syncthreads is a real barrier and races between
-// threads are real races); every 32 consecutive threads form a warp whose
+// threads are real races), taken from a pool that lives as long as the
+// process (starting 1024 threads per block cost most of a test's time); every 32 consecutive threads form a warp whose
 // __shfl_xor_sync exchanges values through a barrier, so a shuffle not
 // reached by all 32 lanes deadlocks here as it is undefined there. __shared__
 // variables become function statics: shared by the block's threads, and
@@ -25,9 +26,12 @@
 
 #include <barrier>
 #include <cassert>
+#include <condition_variable>
 #include <cstdint>
 #include <cstring>
+#include <functional>
 #include <memory>
+#include <mutex>
 #include <thread>
 #include <vector>
 
@@ -73,24 +77,64 @@ inline thread_local ThreadState self;
 // and multi-block reductions are exercised.
 inline int sm_count() { return 2; }
 
+// The block's threads: workers 0 .. threads-1 of the pool run job(t) for
+// one block, and run() returns when all have. Workers are started once, as
+// a block first needs them, and never joined (the process ends them).
+class ThreadPool {
+ public:
+  static ThreadPool& get() {
+    static ThreadPool* pool = new ThreadPool;  // never destroyed: its threads block forever
+    return *pool;
+  }
+
+  void run(int threads, const std::function<void(int)>& job) {
+    std::unique_lock<std::mutex> lock(mutex_);
+    while (int(started_) < threads) std::thread(&ThreadPool::work, this, started_++).detach();
+    job_ = &job;
+    active_ = remaining_ = threads;
+    ++generation_;
+    start_.notify_all();
+    done_.wait(lock, [&] { return remaining_ == 0; });
+  }
+
+ private:
+  void work(int id) {
+    uint64_t seen = 0;
+    std::unique_lock<std::mutex> lock(mutex_);
+    for (;;) {
+      // a block starts only once every worker of the one before has finished,
+      // so a worker it needs never misses it
+      start_.wait(lock, [&] { return generation_ != seen; });
+      seen = generation_;
+      if (id >= active_) continue;
+      const std::function<void(int)>& job = *job_;
+      lock.unlock();
+      job(id);
+      lock.lock();
+      if (--remaining_ == 0) done_.notify_one();
+    }
+  }
+
+  std::mutex mutex_;
+  std::condition_variable start_, done_;
+  const std::function<void(int)>* job_ = nullptr;
+  uint64_t generation_ = 0;
+  int started_ = 0, active_ = 0, remaining_ = 0;
+};
+
 template <typename... KernelArgs, typename... Args>
 cudaError_t launch(void (*kernel)(KernelArgs...), int64_t blocks, int threads, Args&&... args) {
   assert(threads % kWarpSize == 0 && threads <= 1024);
   for (int64_t b = 0; b < blocks; ++b) {
     Block block(threads);
-    std::vector<std::thread> pool;
-    pool.reserve(threads);
-    for (int t = 0; t < threads; ++t) {
-      pool.emplace_back([&, t] {
-        self = ThreadState{uint3{unsigned(t), 0, 0}, uint3{unsigned(b), 0, 0}, dim3(threads), dim3(unsigned(blocks)),
-                           &block};
-        kernel(args...);
-        // An exited thread no longer holds up its block's or warp's barriers.
-        block.warps[t / kWarpSize]->barrier.arrive_and_drop();
-        block.barrier.arrive_and_drop();
-      });
-    }
-    for (auto& thread : pool) thread.join();
+    ThreadPool::get().run(threads, [&](int t) {
+      self = ThreadState{uint3{unsigned(t), 0, 0}, uint3{unsigned(b), 0, 0}, dim3(threads), dim3(unsigned(blocks)),
+                         &block};
+      kernel(args...);
+      // An exited thread no longer holds up its block's or warp's barriers.
+      block.warps[t / kWarpSize]->barrier.arrive_and_drop();
+      block.barrier.arrive_and_drop();
+    });
   }
   return cudaSuccess;
 }
