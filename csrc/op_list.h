@@ -115,9 +115,11 @@ FASTACT_OP(_scale_grad_, "_scale_grad_(Tensor(a!) grad, Tensor scale) -> ()", vo
 
 // ---- linear_act -------------------------------------------------------------
 // Linear followed by an activation, one op and one autograd node:
-// act(input @ weight^T + bias), act one of 'none', 'relu', 'leaky_relu'
-// (with negative_slope), 'sigmoid', 'tanh' (linear_act.h). The matmul is
-// torch's own (addmm), so results match nn.Linear + the activation bit for bit.
+// act(input @ weight^T + bias), act one of linear_act.h's ('none', 'relu',
+// 'leaky_relu', 'sigmoid', 'tanh', 'gelu', 'gelu_tanh', 'silu', 'elu', 'selu',
+// 'softplus'), negative_slope its parameter (LeakyReLU's slope, ELU's alpha,
+// Softplus's beta). The matmul is torch's own (addmm), so results match
+// nn.Linear + the activation bit for bit.
 FASTACT_OP(linear_act,
            "linear_act(Tensor input, Tensor weight, Tensor? bias=None, str activation='none', "
            "float negative_slope=0.01) -> Tensor",
@@ -156,11 +158,13 @@ FASTACT_OP(_adam_step_,
 // ---- linear_chain (private: fastact.fuse's chains of layers) ---------------
 // A run of Linear + activation layers as one op: layer l computes
 // y_l = act_l(y_{l-1} W_l^T + b_l) from y_0 = input, act_l given by its code
-// in linear_act.h (the order of _spec.LINEAR_ACTIVATIONS) and leaky_relu's
-// slope (>= 0). Returns every y_l (the autograd node keeps them: each is the
-// next layer's input and its own activation's derivative). Layers with
-// both feature sizes up to 64 run fastact's own small matmul on CPU (float,
-// double); the others torch's (addmm, as linear_act).
+// in linear_act.h (the order of _spec.LINEAR_ACTIVATIONS) and its parameter
+// (as linear_act's). Returns every y_l, then the pre-activation of each layer
+// whose derivative does not come from its output (linear_chain::keeps_output:
+// GELU, SiLU, ELU, SELU, Softplus, a negative slope), in layer order; the
+// autograd node keeps them all. Layers with both feature sizes up to 64 whose
+// derivative comes from the output run fastact's own small matmul on CPU
+// (float, double); the others torch's (addmm, as linear_act).
 FASTACT_OP(_linear_chain,
            "_linear_chain(Tensor input, Tensor[] weights, Tensor?[] biases, int[] activations, "
            "float[] negative_slopes) -> Tensor[]",

@@ -65,6 +65,15 @@ def saves_output(name: str, args) -> bool:
 LINEAR_ACTIVATIONS = ("none", "relu", "leaky_relu", "sigmoid", "tanh",
                       "gelu", "gelu_tanh", "silu", "elu", "selu", "softplus")
 SOFTPLUS_THRESHOLD = 20.0
+# torch's default for each parametrized activation's parameter (nn.LeakyReLU's
+# negative_slope, nn.ELU's alpha, nn.Softplus's beta): what fused_linear and
+# FusedLinear take when none is given. The others ignore theirs.
+ACTIVATION_PARAMETER_DEFAULTS = {"leaky_relu": 0.01, "elu": 1.0, "softplus": 1.0}
+
+
+def activation_parameter(activation: str, param) -> float:
+    """`param` as a float, or the activation's torch default where it is None."""
+    return ACTIVATION_PARAMETER_DEFAULTS.get(activation, 0.01) if param is None else float(param)
 # linear_act's activation -> the backward op of its derivative, for those
 # differentiated from their output
 LINEAR_ACTIVATION_BACKWARD = {"relu": "relu_backward", "leaky_relu": "leaky_relu_backward",

@@ -316,14 +316,16 @@ def binary_cross_entropy_with_logits(input: Tensor, target: Tensor, weight: Opti
 
 
 def fused_linear(input: Tensor, weight: Tensor, bias: Optional[Tensor] = None, activation: str = "none",
-                 negative_slope: float = 0.01) -> Tensor:
-    r"""fused_linear(input, weight, bias=None, activation='none', negative_slope=0.01) -> Tensor
+                 negative_slope: Optional[float] = None) -> Tensor:
+    r"""fused_linear(input, weight, bias=None, activation='none', negative_slope=None) -> Tensor
 
     activation(input @ weight^T + bias), one op and one autograd node, with
     activation one of 'none', 'relu', 'leaky_relu' (negative_slope its
     slope), 'sigmoid', 'tanh', 'gelu', 'gelu_tanh' (GELU's tanh
     approximation), 'silu', 'elu' (negative_slope its alpha), 'selu',
-    'softplus' (negative_slope its beta; threshold 20, torch's default). The
+    'softplus' (negative_slope its beta; threshold 20, torch's default);
+    negative_slope None is torch's default for the activation (0.01 for
+    LeakyReLU, 1.0 for ELU's alpha and Softplus's beta). The
     matmul is torch's (addmm) and the activation is fastact's op where
     fastact has one (ReLU, LeakyReLU, Sigmoid, Tanh, GELU, SELU: applied in
     place on the matmul's output where its derivative comes from the output)
@@ -337,7 +339,7 @@ def fused_linear(input: Tensor, weight: Tensor, bias: Optional[Tensor] = None, a
                                      activation=activation, negative_slope=negative_slope)
     _checks.check_linear_input(input)
     _checks.check_linear_activation(activation)
-    return _ops().linear_act(input, weight, bias, activation, float(negative_slope))
+    return _ops().linear_act(input, weight, bias, activation, _spec.activation_parameter(activation, negative_slope))
 
 
 # The activations fused_linear and fused_linear_chain take, in the order of

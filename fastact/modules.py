@@ -1,11 +1,14 @@
 """nn.Module drop-ins. Each subclasses the torch module it replaces, so the
 constructor, attributes, repr, state_dict, pickling and isinstance checks are
 torch's own; only forward runs fastact."""
+from typing import Optional
+
 from torch import Tensor, nn
 from torch.nn import functional as TF
 
 from fastact import functional as F
 from fastact._checks import check_linear_activation
+from fastact._spec import activation_parameter
 
 __all__ = ["ReLU", "LeakyReLU", "Sigmoid", "Tanh", "GELU", "SELU", "Softmax", "LogSoftmax", "CrossEntropyLoss",
            "BCEWithLogitsLoss", "FusedLinear", "LinearChain", "Chained", "Fused", "ChainedDropout"]
@@ -111,7 +114,8 @@ class FusedLinear(nn.Linear):
     fastact.functional.fused_linear's ('none', 'relu', 'leaky_relu',
     'sigmoid', 'tanh', 'gelu', 'gelu_tanh', 'silu', 'elu', 'selu',
     'softplus'), negative_slope its parameter (LeakyReLU's slope, ELU's
-    alpha, Softplus's beta).
+    alpha, Softplus's beta; None: torch's default for the activation, 0.01
+    for LeakyReLU and 1.0 for the others).
 
     Parameters, their names and initialization are nn.Linear's (it is one),
     so state_dicts load either way; values and gradients equal the unfused
@@ -119,17 +123,18 @@ class FusedLinear(nn.Linear):
     layers, sharing their Parameter objects."""
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True, device=None, dtype=None,
-                 activation: str = "none", negative_slope: float = 0.01) -> None:
+                 activation: str = "none", negative_slope: Optional[float] = None) -> None:
         super().__init__(in_features, out_features, bias, device, dtype)
         self._set_activation(activation, negative_slope)
 
-    def _set_activation(self, activation: str, negative_slope: float) -> None:
+    def _set_activation(self, activation: str, negative_slope: Optional[float]) -> None:
         check_linear_activation(activation)
         self.activation = activation
-        self.negative_slope = float(negative_slope)
+        self.negative_slope = activation_parameter(activation, negative_slope)
 
     @classmethod
-    def from_linear(cls, linear: nn.Linear, activation: str = "none", negative_slope: float = 0.01) -> "FusedLinear":
+    def from_linear(cls, linear: nn.Linear, activation: str = "none",
+                    negative_slope: Optional[float] = None) -> "FusedLinear":
         """A FusedLinear over `linear`'s own Parameters (not copies) and settings."""
         new = clone_as(linear, cls)
         new._set_activation(activation, negative_slope)

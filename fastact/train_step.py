@@ -457,8 +457,8 @@ class TrainStep:
         refuses is still absent (a module hook; a hook, a non-contiguous
         layout or a __torch_function__ on a Parameter that needs a gradient).
         What _layers accepts on a module's attribute that may change in place
-        is checked here again (Flatten's dims; whether a ChainedDropout
-        drops: model.train() flips it). A Parameter's dtype, device and
+        is checked here again (Flatten's dims; whether one of the
+        LinearChain's dropouts drops: model.train() flips it). A Parameter's dtype, device and
         shape are not read: the op reads them from the Parameter itself on
         every call."""
         model, same = self.model, operator.is_
@@ -474,9 +474,8 @@ class TrainStep:
         rest = chain.layers[0].rest
         if len(rest) != len(chain.rest) or not all(map(same, rest, chain.rest)):
             return False
-        for m in children:
-            if type(m) is modules.ChainedDropout and m.training and m.p > 0:
-                return False
+        if chain.layers[0].active_dropouts():
+            return False
         if not all(map(same, _chain_reads(chain.layers), chain.reads)):  # the same layers: as many reads
             return False
         for p in chain.trained:
@@ -497,12 +496,13 @@ class TrainStep:
                 return None
             kind = type(m)
             if kind is modules.LinearChain and layers is None:
+                if m.active_dropouts():
+                    return None  # one drops: the chain splits there (LinearChain.forward), autograd's step
                 layers = [m, *m.rest]
             elif kind is nn.Flatten and i == 0 and m.start_dim == 1 and m.end_dim == -1:
                 flatten = True
             elif kind is modules.ChainedDropout:
-                if m.training and m.p > 0:
-                    return None  # it drops: the chain splits there (LinearChain.forward), autograd's step
+                pass  # the identity in its place: the LinearChain applies its dropouts (checked above)
             elif kind is not modules.Chained and kind is not modules.Fused:
                 return None
         return (flatten, layers) if layers is not None else None

@@ -72,3 +72,25 @@ def test_autocast_off_inside_the_op_and_float64_passes_through():
     with torch.autocast("cpu", dtype=torch.bfloat16):
         assert F.cross_entropy(x, TARGET).dtype == torch.float64
         assert F.fused_linear(torch.randn(3, 7), W, B, "tanh").dtype == torch.bfloat16
+
+
+@pytest.mark.parametrize("widths, act", [((6, 12, 3), torch.nn.ReLU), ((6, 80, 3), torch.nn.GELU)])
+def test_autocast_a_fused_chain_computes_what_the_torch_model_does(widths, act):
+    # the chain casts what each nn.Linear casts: its node sees one dtype (bf16) in backward
+    import copy
+
+    import fastact
+    torch.manual_seed(0)
+    ref = torch.nn.Sequential(torch.nn.Linear(widths[0], widths[1]), act(), torch.nn.Linear(widths[1], widths[2]))
+    fused = fastact.fuse(copy.deepcopy(ref))
+    assert type(fused[0]) is fastact.LinearChain
+    x = torch.randn(10, widths[0])
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        yf, yt = fused(x), ref(x)
+    assert yf.dtype == yt.dtype == torch.bfloat16
+    torch.testing.assert_close(yf, yt, atol=0, rtol=0)
+    yf.float().square().sum().backward()
+    yt.float().square().sum().backward()
+    for p, q in zip(fused.parameters(), ref.parameters()):
+        assert p.grad.dtype == torch.float32
+        torch.testing.assert_close(p.grad, q.grad, atol=0, rtol=0)

@@ -163,6 +163,19 @@ def test_fused_linear_module_is_a_linear():
         fastact.FusedLinear(3, 2, activation="softmax")
 
 
+@pytest.mark.parametrize("activation, torch_module", [("leaky_relu", nn.LeakyReLU()), ("elu", nn.ELU()),
+                                                      ("softplus", nn.Softplus())])
+def test_an_unset_parameter_is_torchs_default(activation, torch_module):
+    # nn.ELU's alpha and nn.Softplus's beta default to 1, nn.LeakyReLU's slope to 0.01
+    torch.manual_seed(0)
+    mod = fastact.FusedLinear(4, 3, activation=activation)
+    x = torch.randn(5, 4) * 3
+    expect = torch_module(TF.linear(x, mod.weight, mod.bias))
+    assert torch.equal(mod(x), expect)
+    assert torch.equal(F.fused_linear(x, mod.weight, mod.bias, activation), expect)
+    assert f"({mod.negative_slope})" in repr(mod)
+
+
 # ---- fastact.fuse ----------------------------------------------------------
 
 

@@ -20,9 +20,11 @@ def _layers(model: nn.Module):
     ws, bs, codes, slopes = [], [], [], []
     for m in model:
         if isinstance(m, fastact.LinearChain):
+            if m.active_dropouts():
+                return None  # the step splits the chain there: no one op
             w, b, acts, s = m.chain_arguments()
             ws, bs, codes, slopes = ws + w, bs + b, codes + [fastact.functional.LINEAR_ACTIVATIONS.index(a) for a in acts], slopes + s
-        elif not isinstance(m, (fastact.Chained, fastact.Fused)):
+        elif not isinstance(m, (fastact.Chained, fastact.Fused, fastact.ChainedDropout)):
             return None
     return (ws, bs, codes, slopes) if ws else None
 
